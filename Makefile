@@ -1,0 +1,27 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create or reuse .venv/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OUT ?= out/demo
+
+.PHONY: demo test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch first: an unpinned torch can pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	# llama-cpp-python compiles llama.cpp (minutes, once; pip caches the wheel).
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/slmkit info
+	$(PY) -m slmkit.demo.evaluate --n 54
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+clean:
+	rm -rf $(VENV) out

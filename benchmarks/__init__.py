@@ -1,0 +1,1 @@
+"""Latency, memory and quality metrics, and reports."""

@@ -1,0 +1,1 @@
+"""Runtime backends, one module each, behind one protocol."""

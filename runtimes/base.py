@@ -1,0 +1,168 @@
+"""The one runtime protocol. Backends implement two primitives; everything else lives here once.
+
+A backend subclasses :class:`Runtime` and implements ``_reset()`` (forget the sequence) and
+``_eval(ids)`` (append tokens to the sequence, return their next-token logits). Generation, sampling,
+streaming, scoring, context checks and locking are shared, so every backend has the same semantics:
+the same seed gives the same tokens wherever the logits agree.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from slmkit.errors import SlmkitError
+from slmkit.tokenizer import TextTokenizer
+
+
+def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0) -> int:
+    """Greedy when temperature is 0; else temperature, top-k and nucleus sampling by inverse CDF."""
+    if temperature <= 0.0:
+        return int(np.argmax(logits))
+    x = logits.astype(np.float64) / temperature
+    order = np.argsort(-x, kind="stable")
+    if top_k > 0:
+        order = order[:top_k]
+    z = x[order] - x[order[0]]
+    p = np.exp(z)
+    p /= p.sum()
+    if top_p < 1.0:
+        keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
+        p = p[:keep] / p[:keep].sum()
+        order = order[:keep]
+    cdf = np.cumsum(p)
+    return int(order[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(order) - 1)])
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+class Runtime(ABC):
+    """Load once, then ``generate`` / ``stream`` / ``score`` over any backend."""
+
+    backend: str = "?"
+
+    def __init__(self, tokenizer: TextTokenizer, n_ctx: int, info: dict[str, Any]):
+        self.tokenizer = tokenizer
+        self.n_ctx = n_ctx
+        self.info = {"backend": self.backend, "n_ctx": n_ctx, **info}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- what a backend implements -------------------------------------------------------------
+    @abstractmethod
+    def _reset(self) -> None:
+        """Forget the current sequence (clear the KV cache)."""
+
+    @abstractmethod
+    def _eval(self, ids: Sequence[int]) -> np.ndarray:
+        """Append ``ids`` to the sequence; return float32 logits of shape [len(ids), n_vocab]."""
+
+    def _close(self) -> None:
+        """Release native resources."""
+
+    # --- shared behaviour ------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise SlmkitError(f"expected text, got {type(text).__name__}")
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def _ids(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        ids = self.tokenize(text_or_ids) if isinstance(text_or_ids, str) else [int(i) for i in text_or_ids]
+        if not ids:
+            raise SlmkitError("empty input")
+        vocab = self.tokenizer.vocab_size
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise SlmkitError(f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})")
+        return ids
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SlmkitError("this runtime is closed")
+
+    def score(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
+        """Logits at every position: row t is the distribution of token t+1. Shape [T, n_vocab]."""
+        ids = self._ids(text_or_ids)
+        if len(ids) > self.n_ctx:
+            raise SlmkitError(f"input of {len(ids)} tokens is longer than the context of {self.n_ctx} tokens")
+        with self._lock:
+            self._check_open()
+            self._reset()
+            return np.asarray(self._eval(ids), dtype=np.float32)
+
+    def token_logprobs(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
+        """Log-probability of each token after the first, given the ones before it. Shape [T-1]."""
+        ids = self._ids(text_or_ids)
+        lp = log_softmax(self.score(ids)[:-1])
+        return lp[np.arange(len(ids) - 1), ids[1:]]
+
+    def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
+                      top_p: float, seed: int | None) -> Iterator[int]:
+        ids = self._ids(prompt)
+        if not 1 <= max_new_tokens <= self.n_ctx:
+            raise SlmkitError(f"max_new_tokens must be between 1 and {self.n_ctx}, got {max_new_tokens}")
+        if len(ids) + max_new_tokens > self.n_ctx:
+            raise SlmkitError(f"prompt of {len(ids)} tokens plus max_new_tokens {max_new_tokens} exceeds "
+                              f"the context of {self.n_ctx} tokens")
+        rng = np.random.default_rng(seed)
+        with self._lock:
+            self._check_open()
+            self._reset()
+            logits = self._eval(ids)[-1]
+            for _ in range(max_new_tokens):
+                tok = sample_token(logits, rng, temperature, top_k, top_p)
+                if tok == self.tokenizer.eos_id:
+                    return
+                yield tok
+                logits = self._eval([tok])[-1]
+
+    def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
+               top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = ()) -> Iterator[str]:
+        """Generated text in pieces, as tokens complete whole UTF-8 characters."""
+        out: list[int] = []
+        sent = ""
+        hold = max((len(s) for s in stop if s), default=1) - 1  # text that may still become a stop string
+        for tok in self._token_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed):
+            out.append(tok)
+            text = self.tokenizer.decode(out)
+            if text.endswith("\ufffd"):
+                continue  # a multi-byte character is not complete yet
+            cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+            if cut >= 0:
+                if cut > len(sent):
+                    yield text[len(sent):cut]
+                return
+            safe = len(text) - hold
+            if safe > len(sent):
+                yield text[len(sent):safe]
+                sent = text[:safe]
+        text = self.tokenizer.decode(out)
+        if len(text) > len(sent):
+            yield text[len(sent):]
+
+    def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> str:
+        """The whole generated text (the prompt excluded). Same arguments as :meth:`stream`."""
+        return "".join(self.stream(prompt, **kwargs))
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

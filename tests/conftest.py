@@ -1,0 +1,21 @@
+"""Shared fixtures: tiny GPT-2 folders built offline from configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slmkit.synthetic import write_random_gpt2
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A 2-layer random GPT-2 with the demo tokenizer and its control tokens."""
+    return write_random_gpt2(tmp_path_factory.mktemp("tiny_demo"), n_embd=64, n_layer=2, n_head=4)
+
+
+@pytest.fixture(scope="session")
+def odd_gpt2(tmp_path_factory) -> Path:
+    """GPT-2's real vocabulary plus added tokens, n_embd 320 (not a multiple of 256), n_inner set."""
+    return write_random_gpt2(tmp_path_factory.mktemp("odd_gpt2"), n_embd=320, n_layer=2, n_head=5, n_inner=1000,
+                             tokenizer="gpt2", added_tokens=["<|task:t2i|>", "<|out|>"])

@@ -1,0 +1,122 @@
+"""Loading good and bad Hugging Face GPT-2 folders: every defect is one clear SlmkitError."""
+import json
+import pickle
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from slmkit.errors import SlmkitError
+from slmkit.model_folder import open_model_folder
+from slmkit.synthetic import write_random_gpt2
+from slmkit.tokenizer import TextTokenizer
+from slmkit.weights import load_weights
+
+
+def _copy(src, tmp_path, name="m"):
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_odd_shape_with_added_tokens_opens(odd_gpt2):
+    f = open_model_folder(odd_gpt2)
+    assert (f.shape.n_embd, f.shape.n_inner, f.shape.n_head) == (320, 1000, 5)
+    assert f.shape.vocab_size == 50259 and f.tokenizer_kind == "vocab.json+merges.txt"
+    tok = TextTokenizer(odd_gpt2)
+    assert tok.encode("<|task:t2i|>hi<|out|>")[0] == 50257 and tok.encode("<|out|>") == [50258]
+    w = load_weights(f)
+    assert w["h.0.mlp.c_fc.weight"].shape == (320, 1000)
+    assert "lm_head.weight" not in w and not any(k.startswith("transformer.") for k in w)
+
+
+def test_pytorch_bin_loads_with_weights_only(tmp_path):
+    folder = write_random_gpt2(tmp_path / "bin", weights="pytorch")
+    f = open_model_folder(folder)
+    assert f.weights_format == "pytorch"
+    assert load_weights(f)["wte.weight"].shape[1] == 64
+
+
+def test_pickled_code_is_refused(tmp_path, tiny_demo):
+    folder = _copy(tiny_demo, tmp_path)
+    (folder / "model.safetensors").unlink()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"wte.weight": Evil()}))
+    with pytest.raises(SlmkitError, match="corrupt or unsafe checkpoint"):
+        load_weights(open_model_folder(folder))
+
+
+def _expect(folder, pattern):
+    with pytest.raises(SlmkitError, match=pattern) as e:
+        f = open_model_folder(folder)
+        load_weights(f)
+        TextTokenizer(folder)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_folder_and_file_instead(tmp_path):
+    _expect(tmp_path / "nope", "no such model folder")
+    (tmp_path / "x.gguf").write_bytes(b"GGUF")
+    _expect(tmp_path / "x.gguf", "is a file; expected a Hugging Face model folder")
+
+
+def test_config_defects(tmp_path, tiny_demo):
+    folder = _copy(tiny_demo, tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text("{not json")
+    _expect(folder, "corrupt config.json")
+    (folder / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    _expect(folder, "unsupported architecture 'llama'; slmkit supports GPT-2")
+    (folder / "config.json").write_text(json.dumps({**cfg, "n_head": 5}))
+    _expect(folder, "n_embd 64 is not a multiple of n_head 5")
+    (folder / "config.json").unlink()
+    _expect(folder, "missing config.json")
+
+
+def test_shape_mismatch_with_config(tmp_path, tiny_demo):
+    folder = _copy(tiny_demo, tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "n_embd": 128}))
+    _expect(folder, r"shape mismatch with config: wte.weight is \[\d+, 64\], config.json implies \[\d+, 128\]")
+    (folder / "config.json").write_text(json.dumps({**cfg, "n_layer": 3}))
+    _expect(folder, "weights lack tensor h.2.ln_1.weight")
+
+
+def test_weights_defects(tmp_path, tiny_demo):
+    folder = _copy(tiny_demo, tmp_path)
+    st = folder / "model.safetensors"
+    data = st.read_bytes()
+    st.write_bytes(data[: len(data) // 2])
+    _expect(folder, "outside the file or has the wrong size")
+    st.write_bytes(data[:5])
+    _expect(folder, "truncated safetensors file")
+    st.write_bytes(struct.pack("<Q", 10**12) + data[8:])
+    _expect(folder, "corrupt safetensors header")
+    n = struct.unpack("<Q", data[:8])[0]
+    st.write_bytes(data[:8] + b"\xff" * n + data[8 + n:])
+    _expect(folder, "corrupt safetensors header")
+    st.unlink()
+    _expect(folder, "missing weights")
+
+
+def test_other_architecture_tensors_are_refused(tmp_path, tiny_demo):
+    from safetensors.numpy import save_file
+
+    folder = _copy(tiny_demo, tmp_path)
+    save_file({"model.layers.0.self_attn.q_proj.weight": np.zeros((4, 4), np.float16)}, str(folder / "model.safetensors"))
+    _expect(folder, "weights lack tensor wte.weight")
+
+
+def test_tokenizer_defects(tmp_path, tiny_demo):
+    folder = _copy(tiny_demo, tmp_path)
+    (folder / "tokenizer.json").write_text('{"truncated": ')
+    _expect(folder, "corrupt tokenizer")
+    (folder / "tokenizer.json").write_text('{"model": {"type": "Nope"}}')
+    _expect(folder, "corrupt tokenizer")
+    (folder / "tokenizer.json").unlink()
+    _expect(folder, "missing tokenizer: .* has neither tokenizer.json nor vocab.json")

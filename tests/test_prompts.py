@@ -1,0 +1,53 @@
+import pytest
+
+from slmkit.errors import SlmkitError
+from slmkit.prompts import CONTROL_TOKENS, build_prompt, follows_format, length_bucket, word_count
+
+
+def test_build_prompt_uses_control_tokens():
+    p = build_prompt("  cozy   cabin wallpaper ", "search", "short", "low")
+    assert p == "<|task:search|><|len:short|><|rel:low|>cozy cabin wallpaper<|out|>"
+    assert all(t in CONTROL_TOKENS for t in ("<|task:search|>", "<|len:short|>", "<|rel:low|>", "<|out|>"))
+
+
+@pytest.mark.parametrize("kw,msg", [({"task": "poem"}, "unknown task 'poem'; valid: t2i, search, recommend"),
+                                    ({"length": "huge"}, "unknown length 'huge'; valid: short, medium, long"),
+                                    ({"relevance": "max"}, "unknown relevance 'max'; valid: high, mid, low")])
+def test_build_prompt_rejects_unknown_controls_listing_valid_ones(kw, msg):
+    with pytest.raises(SlmkitError, match=msg):
+        build_prompt("holiday sale flyer", **kw)
+
+
+def test_build_prompt_rejects_empty_and_injected_control_tokens():
+    with pytest.raises(SlmkitError, match="empty intent"):
+        build_prompt("   ")
+    with pytest.raises(SlmkitError, match="control token"):
+        build_prompt("sale <|out|> flyer")
+
+
+@pytest.mark.parametrize("task,out,ok", [
+    ("t2i", "a cozy cabin wallpaper, pine forest, watercolor style", True),
+    ("t2i", "cozy cabin wallpaper, pine forest", False),
+    ("t2i", "a cozy cabin wallpaper", False),
+    ("t2i", "a cozy cabin | pine forest", False),
+    ("search", "cozy cabin wallpaper | log cabin desktop background", True),
+    ("search", "cozy cabin wallpaper", False),
+    ("search", "cozy cabin, wallpaper | log cabin", False),
+    ("search", "cozy cabin | | log", False),
+    ("recommend", "tags: cabin, wallpaper, pine forest", True),
+    ("recommend", "cabin, wallpaper", False),
+    ("recommend", "tags: cabin", False),
+    ("recommend", "tags: cabin | wallpaper, x", False),
+    ("t2i", " a cozy cabin, pine", False),
+])
+def test_follows_format(task, out, ok):
+    assert follows_format(task, out) is ok
+
+
+def test_length_buckets_count_words_not_separators():
+    assert word_count("tags: a, b c") == 3
+    assert word_count("a b | c d") == 4
+    assert length_bucket("one two three") == "short"
+    assert length_bucket(" ".join(["w"] * 15)) == "medium"
+    assert length_bucket(" ".join(["w"] * 30)) == "long"
+    assert length_bucket(" ".join(["w"] * 60)) is None

@@ -1,0 +1,4 @@
+"""``python -m slmkit``: the command line."""
+from slmkit.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""The ``slmkit`` command line. Bad input is one line on stderr and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from slmkit import __version__
+from slmkit.errors import SlmkitError
+
+MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
+
+
+class _Group(click.Group):
+    """Turns SlmkitError into ``error: ...`` on stderr with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SlmkitError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="slmkit")
+def cli() -> None:
+    """Deploy small GPT-2 language models to desktop and mobile-class CPUs."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def info(model: str | None, as_json: bool) -> None:
+    """Describe a GPT-2 folder: shape, parameters, vocabulary, control tokens, weights, tokenizer."""
+    from slmkit.model_folder import open_model_folder
+    from slmkit.tokenizer import TextTokenizer
+
+    folder = open_model_folder(model)
+    tok = TextTokenizer(folder.path)
+    s = folder.shape
+    base_vocab = tok.vocab_size - len([t for t in tok.added_tokens if t != "<|endoftext|>"])
+    data = {
+        "model": folder.name, "path": str(folder.path.resolve()), "architecture": "gpt2",
+        "n_layer": s.n_layer, "n_embd": s.n_embd, "n_head": s.n_head, "n_inner": s.n_inner,
+        "n_positions": s.n_positions, "layer_norm_epsilon": s.layer_norm_epsilon,
+        "tie_word_embeddings": s.tie_word_embeddings, "parameters": folder.n_params,
+        "vocab_size": s.vocab_size, "tokenizer_vocab": tok.vocab_size, "base_vocab": base_vocab,
+        "added_tokens": tok.added_tokens, "tokenizer": tok.kind,
+        "weights_file": folder.weights.name, "weights_format": folder.weights_format,
+        "weights_dtypes": folder.dtypes, "weights_bytes": folder.weights.stat().st_size,
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{data['model']}  ({data['path']})")
+    click.echo(f"  architecture   GPT-2: {s.n_layer} layers, n_embd {s.n_embd}, {s.n_head} heads, "
+               f"n_inner {s.n_inner}, context {s.n_positions}")
+    click.echo(f"  parameters     {folder.n_params:,} ({folder.n_params / 1e6:.1f}M, tied embedding/head: "
+               f"{'yes' if s.tie_word_embeddings else 'no'})")
+    click.echo(f"  vocabulary     {s.vocab_size} in config; tokenizer {tok.vocab_size} "
+               f"({base_vocab} base + {len(tok.added_tokens) - 1} added control tokens)")
+    click.echo(f"  control tokens {' '.join(t for t in tok.added_tokens if t != '<|endoftext|>') or '(none)'}")
+    dtypes = ", ".join(f"{k} x{v}" for k, v in folder.dtypes.items()) or "unknown until loaded (pickle checkpoint)"
+    click.echo(f"  weights        {folder.weights.name}, {_mib(data['weights_bytes'])}, {dtypes}")
+    click.echo(f"  tokenizer      byte-level BPE from {tok.kind}")
+
+
+def main() -> None:
+    cli(prog_name="slmkit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The shipped demo model: its synthetic task, training and evaluation."""

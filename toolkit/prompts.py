@@ -1,0 +1,102 @@
+"""The paper's prompt format: control tokens for task, length and desired reward.
+
+A training example (and a generation prompt) looks like::
+
+    <|task:t2i|><|len:medium|><|rel:high|>cozy cabin wallpaper<|out|>OUTPUT<|endoftext|>
+
+The control tokens are added special tokens of the tokenizer, so they are single ids and are never
+split. Callers build prompts with :func:`build_prompt`; they never hand-write control tokens.
+This module is pure Python (no torch) so the runtime can use it.
+"""
+from __future__ import annotations
+
+from slmkit.errors import SlmkitError
+
+TASKS: dict[str, str] = {
+    "t2i": "text-to-image prompt",
+    "search": "search query expansion",
+    "recommend": "template / asset recommendation keywords",
+}
+# Output length buckets, in words (inclusive bounds).
+LENGTHS: dict[str, tuple[int, int]] = {"short": (3, 10), "medium": (11, 20), "long": (21, 34)}
+# Desired reward bucket: the share of on-topic content the output should have.
+RELEVANCE: dict[str, tuple[float, float]] = {"high": (1.0, 1.0), "mid": (0.5, 0.8), "low": (0.0, 0.35)}
+
+EOS = "<|endoftext|>"
+SEP = "<|out|>"
+
+
+def task_token(task: str) -> str:
+    return f"<|task:{task}|>"
+
+
+def length_token(length: str) -> str:
+    return f"<|len:{length}|>"
+
+
+def relevance_token(relevance: str) -> str:
+    return f"<|rel:{relevance}|>"
+
+
+CONTROL_TOKENS: list[str] = (
+    [task_token(t) for t in TASKS]
+    + [length_token(n) for n in LENGTHS]
+    + [relevance_token(r) for r in RELEVANCE]
+    + [SEP]
+)
+
+
+def _check(kind: str, value: str, valid: dict) -> None:
+    if value not in valid:
+        raise SlmkitError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+
+
+def build_prompt(intent: str, task: str = "t2i", length: str = "medium", relevance: str = "high") -> str:
+    """The model input for one intent: control tokens, the intent, then the output separator."""
+    _check("task", task, TASKS)
+    _check("length", length, LENGTHS)
+    _check("relevance", relevance, RELEVANCE)
+    intent = " ".join(intent.split())
+    if not intent:
+        raise SlmkitError("empty intent")
+    for tok in CONTROL_TOKENS + [EOS]:
+        if tok in intent:
+            raise SlmkitError(f"intent contains the control token {tok}")
+    return f"{task_token(task)}{length_token(length)}{relevance_token(relevance)}{intent}{SEP}"
+
+
+def word_count(output: str) -> int:
+    """Words in an output, ignoring the ' | ' separators of search expansions."""
+    return len([w for w in output.replace("|", " ").replace(",", " ").split() if w != "tags:"])
+
+
+def length_bucket(output: str) -> str | None:
+    n = word_count(output)
+    for name, (lo, hi) in LENGTHS.items():
+        if lo <= n <= hi:
+            return name
+    return None
+
+
+def follows_format(task: str, output: str) -> bool:
+    """Whether an output has the surface form its task asks for.
+
+    t2i: comma-separated phrases opening with an article; search: two or more ' | '-separated
+    queries without commas; recommend: 'tags: ' then two or more comma-separated items.
+    """
+    out = output.strip()
+    if not out or out != output or "  " in out:
+        return False
+    if task == "t2i":
+        parts = out.split(", ")
+        return ("|" not in out and not out.startswith("tags:") and len(parts) >= 2
+                and out.split(" ", 1)[0] in ("a", "an") and all(p.strip() == p and p for p in parts))
+    if task == "search":
+        parts = out.split(" | ")
+        return "," not in out and len(parts) >= 2 and all(p and "|" not in p for p in parts)
+    if task == "recommend":
+        if not out.startswith("tags: ") or "|" in out:
+            return False
+        items = out[len("tags: "):].split(", ")
+        return len(items) >= 2 and all(i and i.strip() == i for i in items)
+    raise SlmkitError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")

@@ -1,0 +1,101 @@
+"""The Hugging Face GPT-2 tokenizer, through the `tokenizers` library (no torch, no transformers).
+
+Reads ``tokenizer.json``, or ``vocab.json`` + ``merges.txt`` with added tokens from
+``added_tokens.json`` / ``tokenizer_config.json``. Control tokens are special added tokens: they are
+recognised in input text and kept whole.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slmkit.errors import SlmkitError
+from slmkit.prompts import EOS
+
+
+def tokenizer_kind(folder: Path) -> str | None:
+    """'tokenizer.json', 'vocab.json+merges.txt', or None when the folder has no tokenizer."""
+    if (folder / "tokenizer.json").is_file():
+        return "tokenizer.json"
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        return "vocab.json+merges.txt"
+    return None
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SlmkitError(f"{path}: corrupt tokenizer file ({type(e).__name__})") from None
+
+
+def _added_tokens(folder: Path) -> list[str]:
+    """Added tokens declared beside vocab.json + merges.txt, in id order."""
+    found: dict[int, str] = {}
+    if (folder / "added_tokens.json").is_file():
+        data = _read_json(folder / "added_tokens.json")
+        if isinstance(data, dict):
+            found.update({int(i): t for t, i in data.items()})
+    if (folder / "tokenizer_config.json").is_file():
+        data = _read_json(folder / "tokenizer_config.json")
+        if isinstance(data, dict):
+            for i, meta in (data.get("added_tokens_decoder") or {}).items():
+                found[int(i)] = meta["content"] if isinstance(meta, dict) else str(meta)
+    return [found[i] for i in sorted(found)]
+
+
+class TextTokenizer:
+    """Encode / decode with a GPT-2 byte-level BPE and its added (control) tokens."""
+
+    def __init__(self, folder: Path):
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        folder = Path(folder)
+        kind = tokenizer_kind(folder)
+        if kind is None:
+            raise SlmkitError(f"missing tokenizer: {folder} has neither tokenizer.json nor vocab.json + merges.txt")
+        self.kind = kind
+        try:
+            if kind == "tokenizer.json":
+                _read_json(folder / "tokenizer.json")
+                self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            else:
+                _read_json(folder / "vocab.json")
+                tok = Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
+                tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+                tok.decoder = decoders.ByteLevel()
+                specials = [t for t in _added_tokens(folder) if tok.token_to_id(t) is None or t == EOS]
+                tok.add_special_tokens(specials or [EOS])
+                self._tok = tok
+        except SlmkitError:
+            raise
+        except Exception as e:  # the Rust library raises plain Exceptions for malformed files
+            raise SlmkitError(f"{folder}: corrupt tokenizer ({str(e).splitlines()[0][:120]})") from None
+        self.eos_id = self._tok.token_to_id(EOS)
+        if self.eos_id is None:
+            raise SlmkitError(f"{folder}: tokenizer has no {EOS} token")
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def added_tokens(self) -> list[str]:
+        """Special added tokens (end-of-text and control tokens), in id order."""
+        decoder = self._tok.get_added_tokens_decoder()
+        return [decoder[i].content for i in sorted(decoder) if decoder[i].special]
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int], skip_special: bool = False) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=skip_special)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self._tok.id_to_token(i)
+
+    def vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
