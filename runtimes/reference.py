@@ -28,7 +28,7 @@ class ReferenceRuntime(Runtime):
 
         hf_logging.set_verbosity_error()
         folder = folder if isinstance(folder, ModelFolder) else open_model_folder(folder)
-        tokenizer = TextTokenizer(folder.path)
+        tokenizer = TextTokenizer.from_folder(folder.path)
         if threads:
             torch.set_num_threads(threads)
         config = GPT2Config(**{k: v for k, v in folder.config.items() if not k.startswith("_")})

@@ -24,7 +24,7 @@ def test_odd_shape_with_added_tokens_opens(odd_gpt2):
     f = open_model_folder(odd_gpt2)
     assert (f.shape.n_embd, f.shape.n_inner, f.shape.n_head) == (320, 1000, 5)
     assert f.shape.vocab_size == 50259 and f.tokenizer_kind == "vocab.json+merges.txt"
-    tok = TextTokenizer(odd_gpt2)
+    tok = TextTokenizer.from_folder(odd_gpt2)
     assert tok.encode("<|task:t2i|>hi<|out|>")[0] == 50257 and tok.encode("<|out|>") == [50258]
     w = load_weights(f)
     assert w["h.0.mlp.c_fc.weight"].shape == (320, 1000)
@@ -55,7 +55,7 @@ def _expect(folder, pattern):
     with pytest.raises(SlmkitError, match=pattern) as e:
         f = open_model_folder(folder)
         load_weights(f)
-        TextTokenizer(folder)
+        TextTokenizer.from_folder(folder)
     assert "\n" not in str(e.value)
 
 

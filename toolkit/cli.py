@@ -46,7 +46,7 @@ def info(model: str | None, as_json: bool) -> None:
     from slmkit.tokenizer import TextTokenizer
 
     folder = open_model_folder(model)
-    tok = TextTokenizer(folder.path)
+    tok = TextTokenizer.from_folder(folder.path)
     s = folder.shape
     base_vocab = tok.vocab_size - len([t for t in tok.added_tokens if t != "<|endoftext|>"])
     data = {
@@ -73,6 +73,34 @@ def info(model: str | None, as_json: bool) -> None:
     dtypes = ", ".join(f"{k} x{v}" for k, v in folder.dtypes.items()) or "unknown until loaded (pickle checkpoint)"
     click.echo(f"  weights        {folder.weights.name}, {_mib(data['weights_bytes'])}, {dtypes}")
     click.echo(f"  tokenizer      byte-level BPE from {tok.kind}")
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--format", "fmt", type=click.Choice(["gguf"]), default="gguf", show_default=True,
+              help="Artifact format.")
+@click.option("--quant", default=None, help="Comma-separated types; gguf: f32,f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0 "
+              "(default q8_0,q4_k_m); 'all' for every type.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: out/<model name>).")
+@click.option("--embedding-type", type=click.Choice(["q8_0", "q6_k", "f16"]), default=None,
+              help="Type of the tied token embedding / output head (default: llama.cpp's rule, q6_k or q8_0).")
+@click.option("--threads", type=int, default=0, help="Threads (default: all cores).")
+def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, embedding_type: str | None,
+             threads: int) -> None:
+    """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
+    from pathlib import Path
+
+    from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, QUANTS, parse_quants
+    from slmkit.model_folder import open_model_folder
+
+    folder = open_model_folder(model)
+    quants = list(QUANTS) if quant == "all" else parse_quants(quant) if quant is not None else list(DEFAULT_QUANTS)
+    dest = Path(out) if out else Path("out") / folder.name
+    from slmkit.converters.gguf_pipeline import convert_gguf
+
+    manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo)
+    click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
 def main() -> None:

@@ -5,12 +5,12 @@ bad input fails with one line naming the problem instead of a traceback from a n
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
 from slmkit.safetensors_header import TensorEntry, read_header
 from slmkit.tokenizer import tokenizer_kind
 
@@ -116,11 +116,7 @@ class ModelFolder:
 
     def sha256(self) -> str:
         """sha256 of the weights file (the source model hash in manifests)."""
-        h = hashlib.sha256()
-        with open(self.weights, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return sha256_file(self.weights)
 
 
 def check_tensors(path: Path, shape: Gpt2Shape, table: dict[str, TensorEntry]) -> dict[str, TensorEntry]:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slmkit.errors import SlmkitError
 from slmkit.prompts import EOS
+
+if TYPE_CHECKING:
+    import tokenizers
 
 
 def tokenizer_kind(folder: Path) -> str | None:
@@ -27,6 +31,14 @@ def _read_json(path: Path) -> object:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SlmkitError(f"{path}: corrupt tokenizer file ({type(e).__name__})") from None
+
+
+def _byte_level(tok: "tokenizers.Tokenizer") -> "tokenizers.Tokenizer":
+    from tokenizers import decoders, pre_tokenizers
+
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok
 
 
 def _added_tokens(folder: Path) -> list[str]:
@@ -47,33 +59,51 @@ def _added_tokens(folder: Path) -> list[str]:
 class TextTokenizer:
     """Encode / decode with a GPT-2 byte-level BPE and its added (control) tokens."""
 
-    def __init__(self, folder: Path):
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    def __init__(self, tok: "tokenizers.Tokenizer", kind: str, where: object = ""):
+        self._tok = tok
+        self.kind = kind
+        self.eos_id = tok.token_to_id(EOS)
+        if self.eos_id is None:
+            raise SlmkitError(f"{where}: tokenizer has no {EOS} token")
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> "TextTokenizer":
+        """The tokenizer of a Hugging Face folder."""
+        from tokenizers import Tokenizer, models
 
         folder = Path(folder)
         kind = tokenizer_kind(folder)
         if kind is None:
             raise SlmkitError(f"missing tokenizer: {folder} has neither tokenizer.json nor vocab.json + merges.txt")
-        self.kind = kind
         try:
             if kind == "tokenizer.json":
                 _read_json(folder / "tokenizer.json")
-                self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
             else:
                 _read_json(folder / "vocab.json")
-                tok = Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
-                tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-                tok.decoder = decoders.ByteLevel()
+                tok = _byte_level(Tokenizer(models.BPE.from_file(str(folder / "vocab.json"),
+                                                                  str(folder / "merges.txt"))))
                 specials = [t for t in _added_tokens(folder) if tok.token_to_id(t) is None or t == EOS]
                 tok.add_special_tokens(specials or [EOS])
-                self._tok = tok
         except SlmkitError:
             raise
         except Exception as e:  # the Rust library raises plain Exceptions for malformed files
             raise SlmkitError(f"{folder}: corrupt tokenizer ({str(e).splitlines()[0][:120]})") from None
-        self.eos_id = self._tok.token_to_id(EOS)
-        if self.eos_id is None:
-            raise SlmkitError(f"{folder}: tokenizer has no {EOS} token")
+        return cls(tok, kind, folder)
+
+    @classmethod
+    def from_vocab(cls, tokens: list[str], merges: list[str], special: list[str], where: object) -> "TextTokenizer":
+        """A tokenizer from a token list, BPE merges and special tokens (as stored in a GGUF file)."""
+        from tokenizers import Tokenizer, models
+
+        try:
+            vocab = {t: i for i, t in enumerate(tokens)}
+            pairs = [tuple(m.split(" ", 1)) for m in merges]
+            tok = _byte_level(Tokenizer(models.BPE(vocab=vocab, merges=pairs)))
+            tok.add_special_tokens(special)
+        except Exception as e:
+            raise SlmkitError(f"{where}: corrupt tokenizer data ({str(e).splitlines()[0][:120]})") from None
+        return cls(tok, "gguf", where)
 
     @property
     def vocab_size(self) -> int:

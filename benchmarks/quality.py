@@ -1,0 +1,50 @@
+"""Quality drift of one model's logits against the reference's, with llama.cpp's definitions.
+
+As in ``llama-perplexity --kl-divergence``: per token, KL(P_ref || P_test) over the full vocabulary;
+"same top p" is the share of tokens whose argmax agrees; Δp is the change in the probability the test
+model gives the reference's top token. Perplexity is over the tokens actually in the text.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def token_drift(ref_logits: np.ndarray, test_logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-position KL, top-1 agreement and Δp for two [T, V] logit arrays of the same tokens."""
+    if ref_logits.shape != test_logits.shape:
+        raise ValueError(f"logit shapes differ: {ref_logits.shape} vs {test_logits.shape}")
+    lp_ref, lp_test = _log_softmax(ref_logits), _log_softmax(test_logits)
+    p_ref = np.exp(lp_ref)
+    kl = np.maximum((p_ref * (lp_ref - lp_test)).sum(axis=-1), 0.0)
+    top = lp_ref.argmax(axis=-1)
+    rows = np.arange(len(top))
+    return {"kl": kl, "same_top1": top == lp_test.argmax(axis=-1),
+            "delta_p": np.exp(lp_test[rows, top]) - p_ref[rows, top]}
+
+
+def summarize_drift(per_token: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Mean / median / 99th percentile / max KL, same-top-1 rate and RMS Δp over many sequences."""
+    kl = np.concatenate([d["kl"] for d in per_token])
+    same = np.concatenate([d["same_top1"] for d in per_token])
+    dp = np.concatenate([d["delta_p"] for d in per_token])
+    return {"tokens": int(kl.size), "mean_kl": float(kl.mean()), "median_kl": float(np.median(kl)),
+            "p99_kl": float(np.percentile(kl, 99)), "max_kl": float(kl.max()),
+            "same_top1": float(same.mean()), "rms_delta_p": float(math.sqrt((dp ** 2).mean()))}
+
+
+def perplexity(logits: list[np.ndarray], ids: list[list[int]]) -> float:
+    """exp of the mean negative log-likelihood of each sequence's tokens after the first."""
+    nll, n = 0.0, 0
+    for lg, seq in zip(logits, ids):
+        lp = _log_softmax(lg[:-1])
+        nll -= float(lp[np.arange(len(seq) - 1), seq[1:]].sum())
+        n += len(seq) - 1
+    return math.exp(nll / n)

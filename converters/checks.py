@@ -1,0 +1,57 @@
+"""Checks run at quantize time; a failed check fails the command with a clear message.
+
+- tokenizer parity: the artifact runtime's own tokenization equals the HF tokenizer's on evaluation
+  texts, control tokens included;
+- fidelity: the unquantized artifact's logits match the fp16 reference's on evaluation texts.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from slmkit.benchmarks.quality import summarize_drift, token_drift
+from slmkit.demo.dataset import examples
+from slmkit.errors import SlmkitError
+from slmkit.runtimes.base import Runtime
+from slmkit.tokenizer import TextTokenizer
+
+# Max |Δlogit| allowed for an f16/f32 artifact, relative to the reference's logit spread (1 + std).
+FIDELITY_TOLERANCE = 0.05
+
+
+def evaluation_texts(n: int = 27) -> list[str]:
+    """Held-out demo-task texts (unseen intents, all control-token combinations)."""
+    return [e.text for e in examples("eval", n)]
+
+
+def tokenizer_parity(tokenize: Callable[[str], list[int]], reference: TextTokenizer, texts: list[str]) -> dict:
+    mismatches = [t for t in texts if tokenize(t) != reference.encode(t)]
+    result = {"texts": len(texts), "mismatches": len(mismatches), "passed": not mismatches}
+    if mismatches:
+        result["first_mismatch"] = mismatches[0][:200]
+    return result
+
+
+def fidelity(runtime: Runtime, reference: Runtime, texts: list[str]) -> dict:
+    max_diff, spread, drift = 0.0, 0.0, []
+    for text in texts:
+        ids = reference.tokenize(text)[: reference.n_ctx]
+        want, got = reference.score(ids), runtime.score(ids)
+        max_diff = max(max_diff, float(np.abs(want - got).max()))
+        spread = max(spread, float(want.std()))
+        drift.append(token_drift(want, got))
+    stats = summarize_drift(drift)
+    limit = FIDELITY_TOLERANCE * (1.0 + spread)
+    return {"texts": len(texts), "max_abs_diff": max_diff, "logit_std": spread, "limit": limit,
+            "mean_kl": stats["mean_kl"], "same_top1": stats["same_top1"], "passed": max_diff <= limit}
+
+
+def require(name: str, result: dict, artifact: str) -> None:
+    if result["passed"]:
+        return
+    if name == "tokenizer_parity":
+        raise SlmkitError(f"{artifact}: tokenizer parity failed on {result['mismatches']}/{result['texts']} texts "
+                          f"(first: {result['first_mismatch']!r})")
+    raise SlmkitError(f"{artifact}: logits differ from the fp16 reference by {result['max_abs_diff']:.4f} "
+                      f"(limit {result['limit']:.4f})")

@@ -1,0 +1,84 @@
+"""llama.cpp backend (llama-cpp-python) for GGUF artifacts.
+
+Pitfalls handled here: llama.cpp aborts the whole process when evaluation passes the model's context,
+so ``n_ctx`` is capped at the model's and the shared Runtime checks every request against it before
+any token is evaluated; ``Llama.detokenize`` mangles long tokens, so text is decoded with the HF-format
+tokenizer (beside the file, or rebuilt from the GGUF's own vocabulary); ``Llama.scores`` is a reused
+buffer, so logits are copied out; files are validated in Python before llama.cpp opens them.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
+from slmkit.gguf_file import gguf_tokenizer, open_gguf
+from slmkit.runtimes.base import Runtime
+from slmkit.tokenizer import TextTokenizer, tokenizer_kind
+
+# Spinning OpenMP threads collapse throughput on a busy CPU; must be set before llama_cpp loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _tokenizer_for(path: Path, reader) -> TextTokenizer:
+    if tokenizer_kind(path.parent):
+        return TextTokenizer.from_folder(path.parent)
+    return gguf_tokenizer(reader, path)
+
+
+class LlamaCppRuntime(Runtime):
+    """Runs a GPT-2 GGUF file through llama.cpp."""
+
+    backend = "llama.cpp"
+
+    def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None):
+        path = Path(path)
+        meta, reader = open_gguf(path)
+        tokenizer = _tokenizer_for(path, reader)
+        del reader
+        n_ctx = min(n_ctx or meta.context_length, meta.context_length)
+        threads = threads or max(1, os.cpu_count() or 1)
+        import llama_cpp
+
+        try:
+            self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+                                        n_threads=threads, n_threads_batch=threads, logits_all=True,
+                                        verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise SlmkitError(f"{path}: llama.cpp could not load the file ({e})") from None
+        if self._llm.n_vocab() != len(tokenizer.vocab()) and self._llm.n_vocab() < tokenizer.vocab_size:
+            raise SlmkitError(f"{path}: tokenizer ({tokenizer.vocab_size} tokens) does not match the model "
+                              f"({self._llm.n_vocab()})")
+        super().__init__(tokenizer, n_ctx, {"format": "gguf", "file": str(path), "threads": threads,
+                                            "tensor_types": _type_counts(meta.tensor_types),
+                                            "bits_per_weight": round(meta.bits_per_weight, 3),
+                                            "sha256": sha256_file(path)})
+
+    def llama_tokenize(self, text: str) -> list[int]:
+        """llama.cpp's own tokenization (control tokens parsed, no BOS): for parity checks."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def _reset(self) -> None:
+        self._llm.reset()
+
+    def _eval(self, ids: Sequence[int]) -> np.ndarray:
+        start = self._llm.n_tokens
+        if start + len(ids) > self.n_ctx:  # never let llama.cpp abort the process
+            raise SlmkitError(f"sequence of {start + len(ids)} tokens exceeds the context of {self.n_ctx}")
+        self._llm.eval(list(ids))
+        return np.array(self._llm.scores[start:start + len(ids)], dtype=np.float32, copy=True)
+
+    def _close(self) -> None:
+        self._llm.close()
+        self._llm = None
+
+
+def _type_counts(types: dict[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in types.values():
+        out[t] = out.get(t, 0) + 1
+    return out

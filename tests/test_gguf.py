@@ -1,0 +1,184 @@
+"""GGUF: write, check, quantize, run; odd shapes, fallbacks and clear errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from slmkit.cli import cli
+from slmkit.converters.gguf_writer import write_gguf
+from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
+from slmkit.model_folder import open_model_folder
+from slmkit.prompts import build_prompt
+from slmkit.runtimes.llamacpp import LlamaCppRuntime
+from slmkit.runtimes.reference import ReferenceRuntime
+from slmkit.synthetic import write_random_gpt2
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Widths that fit K-quant blocks (256), the demo tokenizer with its control tokens."""
+    return write_random_gpt2(tmp_path_factory.mktemp("small"), n_embd=256, n_layer=2, n_head=4)
+
+
+@pytest.fixture(scope="module")
+def quantized(small, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q")
+    r = CliRunner().invoke(cli, ["quantize", str(small), "--quant", "f16,q8_0,q4_k_m,q4_0", "--out", str(out),
+                                 "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_quantize_writes_artifacts_manifest_and_tokenizer(small, quantized):
+    out, log = quantized
+    manifest = json.loads((out / "manifest.json").read_text())
+    names = sorted(manifest["artifacts"])
+    assert names == sorted(f"{small.name}-{q}.gguf" for q in ("F16", "Q8_0", "Q4_K_M", "Q4_0"))
+    for name, entry in manifest["artifacts"].items():
+        assert entry["sha256"] == sha256_file(out / name) and entry["bytes"] == (out / name).stat().st_size
+        assert entry["format"] == "gguf" and not entry["fallbacks"]
+    q4 = manifest["artifacts"][f"{small.name}-Q4_K_M.gguf"]
+    assert q4["embedding_type"] in ("Q6_K", "Q8_0") and q4["tensor_types"].get("Q4_K")
+    assert manifest["artifacts"][f"{small.name}-Q8_0.gguf"]["embedding_type"] == "Q8_0"
+    assert manifest["source"]["sha256"] == sha256_file(small / "model.safetensors")
+    checks = manifest["checks"]["gguf"]
+    assert checks["tokenizer_parity"]["passed"] and checks["tokenizer_parity"]["texts"] >= 27
+    assert checks["fidelity_f16"]["passed"] and checks["fidelity_f16"]["max_abs_diff"] < 0.01
+    assert (out / "tokenizer.json").is_file() and not list(out.glob(".slmkit-*"))
+    assert "checks passed" in log
+
+
+def test_f16_logits_match_reference_and_quants_stay_close(small, quantized):
+    out, _ = quantized
+    ref = ReferenceRuntime(small, threads=1)
+    text = build_prompt("cozy cabin wallpaper") + "a cozy cabin wallpaper, pine forest"
+    want = ref.score(text)
+    for q, tol in (("F16", 0.01), ("Q8_0", 0.1), ("Q4_K_M", 1.0)):
+        with LlamaCppRuntime(out / f"{small.name}-{q}.gguf", threads=1) as rt:
+            assert rt.tokenize(text) == rt.llama_tokenize(text) == ref.tokenize(text)
+            assert np.abs(rt.score(text) - want).max() < tol, q
+
+
+def test_generate_stream_and_seed_through_runtime_and_llama_cpp_directly(small, quantized):
+    import llama_cpp
+
+    out, _ = quantized
+    path = out / f"{small.name}-Q4_K_M.gguf"
+    with LlamaCppRuntime(path, threads=1) as rt:
+        p = build_prompt("holiday sale flyer", "search")
+        a = rt.generate(p, max_new_tokens=12, temperature=0.9, seed=4)
+        assert a == rt.generate(p, max_new_tokens=12, temperature=0.9, seed=4)
+        assert "".join(rt.stream(p, max_new_tokens=12, temperature=0.9, seed=4)) == a
+        assert rt.info["format"] == "gguf" and rt.info["sha256"] == sha256_file(path)
+    llm = llama_cpp.Llama(str(path), n_ctx=64, n_threads=1, verbose=False)
+    assert len(llm(p, max_tokens=4, temperature=0)["choices"][0]["text"]) >= 0
+    llm.close()
+
+
+def test_standalone_gguf_decodes_with_its_own_vocabulary(small, quantized, tmp_path):
+    out, _ = quantized
+    lone = tmp_path / "lone.gguf"
+    shutil.copyfile(out / f"{small.name}-F16.gguf", lone)
+    text = build_prompt("neon space poster") + "tags: space, neon"
+    with LlamaCppRuntime(lone, threads=1) as rt, LlamaCppRuntime(out / f"{small.name}-F16.gguf", threads=1) as beside:
+        assert rt.tokenizer.kind == "gguf" and beside.tokenizer.kind == "tokenizer.json"
+        assert rt.tokenize(text) == beside.tokenize(text)
+        ids = rt.tokenize(text)
+        assert rt.detokenize(ids) == text
+
+
+def test_context_is_never_passed(small, quantized):
+    out, _ = quantized
+    with LlamaCppRuntime(out / f"{small.name}-Q8_0.gguf", threads=1, n_ctx=32) as rt:
+        assert rt.n_ctx == 32
+        with pytest.raises(SlmkitError, match="exceeds the context of 32"):
+            rt.generate(" a" * 30, max_new_tokens=8)
+        rt._reset()
+        rt._eval([1] * 30)
+        with pytest.raises(SlmkitError, match="exceeds the context"):
+            rt._eval([1] * 5)
+    with LlamaCppRuntime(out / f"{small.name}-Q8_0.gguf", threads=1, n_ctx=10**6) as rt:
+        assert rt.n_ctx == 256  # capped at the model's n_positions
+
+
+def test_odd_shape_reports_k_quant_fallbacks(odd_gpt2, tmp_path):
+    r = CliRunner().invoke(cli, ["quantize", str(odd_gpt2), "--quant", "q4_k_m,q4_0", "--out", str(tmp_path),
+                                 "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    k = m["artifacts"][f"{odd_gpt2.name}-Q4_K_M.gguf"]
+    assert k["fallbacks"] and "blk.0.attn_qkv.weight" in k["fallbacks"]
+    assert "fell back from q4_k_m" in r.output
+    q40 = m["artifacts"][f"{odd_gpt2.name}-Q4_0.gguf"]
+    assert "blk.0.ffn_down.weight" in q40["fallbacks"]  # rows of n_inner 1000 are not a multiple of 32
+    assert "blk.0.attn_qkv.weight" not in q40["fallbacks"]  # 320 is
+    assert m["checks"]["gguf"]["tokenizer_parity"]["passed"]
+    with LlamaCppRuntime(tmp_path / f"{odd_gpt2.name}-Q4_K_M.gguf", threads=1) as rt:
+        assert rt.tokenize("<|task:t2i|>hello<|out|>") == [50257, 31373, 50258]
+        assert isinstance(rt.generate("<|task:t2i|>hello<|out|>", max_new_tokens=3), str)
+
+
+def test_embedding_type_override(small, tmp_path):
+    r = CliRunner().invoke(cli, ["quantize", str(small), "--quant", "q4_0", "--embedding-type", "q8_0",
+                                 "--out", str(tmp_path), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["artifacts"][f"{small.name}-Q4_0.gguf"]["embedding_type"] == "Q8_0"
+
+
+@pytest.mark.parametrize("args,msg", [(["--quant", "q3_xx"], "unknown GGUF quant type 'q3_xx'"),
+                                      (["--quant", ""], "unknown GGUF quant type")])
+def test_bad_quant_option(small, tmp_path, args, msg):
+    r = CliRunner().invoke(cli, ["quantize", str(small), "--out", str(tmp_path), *args])
+    assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output
+
+
+def test_failed_quantize_leaves_no_partial_file(small, tmp_path, monkeypatch):
+    import llama_cpp
+
+    monkeypatch.setattr(llama_cpp, "llama_model_quantize", lambda *a: 1)
+    r = CliRunner().invoke(cli, ["quantize", str(small), "--quant", "q8_0", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "failed to quantize" in r.output
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".slmkit-*"))
+
+
+def test_bad_gguf_files_fail_cleanly(small, quantized, tmp_path):
+    out, _ = quantized
+    good = (out / f"{small.name}-Q8_0.gguf").read_bytes()
+    cases = {"not-gguf": b"PK\x03\x04" + good[4:], "truncated": good[: len(good) // 2], "tiny": good[:10],
+             "version": good[:4] + (99).to_bytes(4, "little") + good[8:]}
+    for name, data in cases.items():
+        p = tmp_path / f"{name}.gguf"
+        p.write_bytes(data)
+        with pytest.raises(SlmkitError) as e:
+            LlamaCppRuntime(p, threads=1)
+        assert str(p) in str(e.value), name
+
+
+def test_other_architecture_gguf_is_refused(tmp_path):
+    import gguf
+
+    p = tmp_path / "llama.gguf"
+    w = gguf.GGUFWriter(p, "llama")
+    w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(SlmkitError, match="unsupported architecture 'llama'"):
+        LlamaCppRuntime(p)
+
+
+def test_square_conv1d_weights_are_transposed(small, tmp_path):
+    import gguf
+
+    folder = open_model_folder(small)
+    path = write_gguf(folder, tmp_path / "x.gguf", "f32")
+    t = {x.name: x for x in gguf.GGUFReader(path).tensors}["blk.0.attn_output.weight"]
+    from slmkit.weights import load_weights
+
+    hf = load_weights(folder)["h.0.attn.c_proj.weight"]
+    assert np.array_equal(np.asarray(t.data).reshape(256, 256), hf.T.astype(np.float32))

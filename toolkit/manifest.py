@@ -1,0 +1,56 @@
+"""``manifest.json`` of an artifact folder: provenance, quant settings, checksums and check results.
+
+Schema ``slmkit.manifest/1``::
+
+    {"schema": "slmkit.manifest/1", "slmkit_version": "...", "updated": "ISO time",
+     "source": {"name", "path", "sha256", "shape": {...}},
+     "artifacts": {"<file name>": {"format", "quant", "bytes", "sha256", "bits_per_weight", ...}},
+     "checks": {"<format>": {...}}}
+
+Artifacts are keyed by file name, so quantizing more types into the same folder adds entries; an
+entry whose file is gone is dropped on every write, so the manifest only describes files that exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from slmkit import __version__
+from slmkit.files import write_text_atomic
+from slmkit.errors import SlmkitError
+from slmkit.model_folder import ModelFolder
+
+SCHEMA = "slmkit.manifest/1"
+MANIFEST = "manifest.json"
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SlmkitError(f"{path}: corrupt manifest (not JSON)") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise SlmkitError(f"{path}: not an slmkit manifest (schema {SCHEMA} expected)")
+    return data
+
+
+def update_manifest(folder: Path, source: ModelFolder, artifacts: dict[str, dict], checks: dict[str, dict]) -> dict:
+    """Merge new artifact entries and check results into the folder's manifest and write it atomically."""
+    folder = Path(folder)
+    old = read_manifest(folder)
+    src = {"name": source.name, "path": str(source.path.resolve()), "sha256": source.sha256(),
+           "weights": source.weights.name, "shape": dataclasses.asdict(source.shape)}
+    if old.get("source", {}).get("sha256") not in (None, src["sha256"]):
+        old = {}  # a different model: its entries no longer describe this folder's source
+    merged = {**old.get("artifacts", {}), **artifacts}
+    merged = {name: entry for name, entry in merged.items() if (folder / name).is_file()}
+    data = {"schema": SCHEMA, "slmkit_version": __version__,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": src,
+            "artifacts": dict(sorted(merged.items())), "checks": {**old.get("checks", {}), **checks}}
+    write_text_atomic(folder / MANIFEST, json.dumps(data, indent=2) + "\n")
+    return data
