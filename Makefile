@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/slmkit info
+	$(VENV)/bin/slmkit quantize --format gguf --out $(OUT)
 	$(PY) -m slmkit.demo.evaluate --n 54
 
 test: $(STAMP)
