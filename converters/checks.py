@@ -1,8 +1,9 @@
 """Checks run at quantize time; a failed check fails the command with a clear message.
 
 - tokenizer parity: the artifact runtime's own tokenization equals the HF tokenizer's on evaluation
-  texts, control tokens included;
-- fidelity: the unquantized artifact's logits match the fp16 reference's on evaluation texts.
+  texts, control tokens included (GGUF);
+- fidelity: the unquantized artifact's logits match the fp16 reference's on evaluation texts;
+- onnx.checker passes, and prefill + one cached decode step equals a full forward pass (ONNX).
 """
 from __future__ import annotations
 
@@ -53,5 +54,40 @@ def require(name: str, result: dict, artifact: str) -> None:
     if name == "tokenizer_parity":
         raise SlmkitError(f"{artifact}: tokenizer parity failed on {result['mismatches']}/{result['texts']} texts "
                           f"(first: {result['first_mismatch']!r})")
+    if name == "onnx_checker":
+        raise SlmkitError(f"{artifact}: onnx.checker failed: {result['error']}")
+    if name == "cache_consistency":
+        raise SlmkitError(f"{artifact}: decoding with the KV cache differs from a full forward pass by "
+                          f"{result['max_abs_diff']:.5f}")
     raise SlmkitError(f"{artifact}: logits differ from the fp16 reference by {result['max_abs_diff']:.4f} "
                       f"(limit {result['limit']:.4f})")
+
+
+def onnx_checker(path) -> dict:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # onnx raises ValidationError and friends
+        return {"passed": False, "error": str(e).splitlines()[0][:200]}
+    return {"passed": True}
+
+
+def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = False) -> dict:
+    """Prefill all but the last token, decode the last with the cache: equals one full forward pass.
+
+    Dynamically quantized activations take their scale from the whole input, so quantized models get a
+    tolerance relative to the logit spread (a broken cache is off by far more); float models 1e-3.
+    """
+    max_diff, spread = 0.0, 0.0
+    for text in texts:
+        ids = runtime.tokenize(text)[: runtime.n_ctx]
+        full = runtime.score(ids)
+        with runtime._lock:
+            runtime._reset()
+            runtime._eval(ids[:-1])
+            last = runtime._eval(ids[-1:])
+        max_diff = max(max_diff, float(np.abs(last[-1] - full[-1]).max()))
+        spread = max(spread, float(full[-1].std()))
+    limit = 0.1 * (1.0 + spread) if quantized else 1e-3
+    return {"texts": len(texts), "max_abs_diff": max_diff, "limit": limit, "passed": max_diff <= limit}

@@ -77,29 +77,44 @@ def info(model: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("model", required=False)
-@click.option("--format", "fmt", type=click.Choice(["gguf"]), default="gguf", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), default="gguf", show_default=True,
               help="Artifact format.")
-@click.option("--quant", default=None, help="Comma-separated types; gguf: f32,f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0 "
-              "(default q8_0,q4_k_m); 'all' for every type.")
+@click.option("--quant", default=None, help="Comma-separated types, or 'all'. gguf: f32,f16,q8_0,q6_k,q5_k_m,"
+              "q4_k_m,q4_0 (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: out/<model name>).")
 @click.option("--embedding-type", type=click.Choice(["q8_0", "q6_k", "f16"]), default=None,
-              help="Type of the tied token embedding / output head (default: llama.cpp's rule, q6_k or q8_0).")
+              help="gguf: type of the tied token embedding / output head (default: llama.cpp's rule, q6_k or q8_0).")
+@click.option("--block-size", type=int, default=32, show_default=True, help="onnx int4: quantization block size.")
+@click.option("--accuracy-level", type=click.IntRange(0, 4), default=4, show_default=True,
+              help="onnx int4: 4 = int8 activations (fastest on CPU), 0 = fp32 activations.")
+@click.option("--head-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
+              help="onnx int4: bits of the output head (an int4 head is known to cause repetition).")
 @click.option("--threads", type=int, default=0, help="Threads (default: all cores).")
 def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, embedding_type: str | None,
-             threads: int) -> None:
+             block_size: int, accuracy_level: int, head_bits: str, threads: int) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
     from pathlib import Path
 
-    from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, QUANTS, parse_quants
     from slmkit.model_folder import open_model_folder
 
     folder = open_model_folder(model)
-    quants = list(QUANTS) if quant == "all" else parse_quants(quant) if quant is not None else list(DEFAULT_QUANTS)
     dest = Path(out) if out else Path("out") / folder.name
-    from slmkit.converters.gguf_pipeline import convert_gguf
+    if fmt == "gguf":
+        from slmkit.converters.gguf_pipeline import convert_gguf
+        from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, QUANTS, parse_quants
 
-    manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo)
+        quants = list(QUANTS) if quant == "all" else parse_quants(quant) if quant is not None else list(DEFAULT_QUANTS)
+        manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo)
+    else:
+        from slmkit.converters.onnx_pipeline import convert_onnx
+        from slmkit.converters.onnx_quantize import DEFAULT_PRECISIONS, PRECISIONS, Int4Options, parse_precisions
+
+        precisions = (list(PRECISIONS) if quant == "all" else parse_precisions(quant) if quant is not None
+                      else list(DEFAULT_PRECISIONS))
+        opts = Int4Options(block_size, accuracy_level, int(head_bits))
+        opts.check()
+        manifest = convert_onnx(folder, precisions, dest, threads, opts, log=click.echo)
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 

@@ -1,0 +1,85 @@
+"""onnxruntime backend for ONNX artifacts: a KV-cache decode loop over one InferenceSession.
+
+Tokenization uses the HF tokenizer files beside the model (``tokenizers``; no torch or transformers).
+The model's context, layer count and head shape are read from the metadata slmkit writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
+from slmkit.runtimes.base import Runtime
+from slmkit.tokenizer import TextTokenizer
+
+REQUIRED_INPUTS = ("input_ids", "attention_mask", "position_ids")
+
+
+class OnnxRuntime(Runtime):
+    """Runs a GPT-2 ONNX model (with KV cache, as slmkit exports it) through onnxruntime."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None,
+                 optimization: str = "all"):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file() or path.stat().st_size == 0:
+            raise SlmkitError(f"no such ONNX file (or empty): {path}")
+        threads = threads or max(1, os.cpu_count() or 1)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                                       "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                       "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                       "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+        so.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / ... types
+            raise SlmkitError(f"{path}: onnxruntime could not load the model ({str(e).splitlines()[0][:160]})") from None
+        meta = self._session.get_modelmeta().custom_metadata_map
+        names = {i.name for i in self._session.get_inputs()}
+        if not set(REQUIRED_INPUTS) <= names or "slmkit.n_layer" not in meta:
+            raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(names)[:4]})")
+        self._layers = int(meta["slmkit.n_layer"])
+        self._heads, self._head_dim = int(meta["slmkit.n_head"]), int(meta["slmkit.head_dim"])
+        n_positions = int(meta["slmkit.n_positions"])
+        tokenizer = TextTokenizer.from_folder(path.parent)
+        self._outputs = ["logits"] + [f"present.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
+        self._past: list[np.ndarray] = []
+        self._len = 0
+        super().__init__(tokenizer, min(n_ctx or n_positions, n_positions),
+                         {"format": "onnx", "file": str(path), "threads": threads, "optimization": optimization,
+                          **json.loads(meta.get("slmkit.settings", "{}")), "sha256": sha256_file(path)})
+
+    def _reset(self) -> None:
+        empty = np.zeros((1, self._heads, 0, self._head_dim), np.float32)
+        self._past = [empty] * (2 * self._layers)
+        self._len = 0
+
+    def _eval(self, ids: Sequence[int]) -> np.ndarray:
+        n = len(ids)
+        if self._len + n > self.n_ctx:
+            raise SlmkitError(f"sequence of {self._len + n} tokens exceeds the context of {self.n_ctx}")
+        feed = {"input_ids": np.array([ids], np.int64),
+                "attention_mask": np.ones((1, self._len + n), np.int64),
+                "position_ids": np.arange(self._len, self._len + n, dtype=np.int64)[None]}
+        for i in range(self._layers):
+            feed[f"past_key_values.{i}.key"] = self._past[2 * i]
+            feed[f"past_key_values.{i}.value"] = self._past[2 * i + 1]
+        out = self._session.run(self._outputs, feed)
+        self._past = out[1:]
+        self._len += n
+        return out[0][0]
+
+    def _close(self) -> None:
+        self._session = None
+        self._past = []

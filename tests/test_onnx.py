@@ -1,0 +1,98 @@
+"""ONNX: build with a KV cache, quantize to fp16/int8/int4, run through onnxruntime, clear errors."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from slmkit.cli import cli
+from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
+from slmkit.prompts import build_prompt
+from slmkit.runtimes.onnxrt import OnnxRuntime
+from slmkit.runtimes.reference import ReferenceRuntime
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "all", "--out", str(out),
+                                 "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_all_precisions_written_checked_and_recorded(tiny_demo, exported):
+    out, log = exported
+    m = json.loads((out / "manifest.json").read_text())
+    assert sorted(m["artifacts"]) == sorted(f"{tiny_demo.name}-{p}.onnx" for p in ("fp32", "fp16", "int8", "int4"))
+    for name, e in m["artifacts"].items():
+        assert e["format"] == "onnx" and e["sha256"] == sha256_file(out / name)
+    int4 = m["artifacts"][f"{tiny_demo.name}-int4.onnx"]
+    assert (int4["block_size"], int4["accuracy_level"], int4["head_bits"]) == (32, 4, 8)
+    c = m["checks"]["onnx"]
+    assert c["onnx_checker_fp32"]["passed"] and c["fidelity_fp32"]["max_abs_diff"] < 1e-3 and c["cache_fp32"]["passed"]
+    sizes = {e["quant"]: e["bytes"] for e in m["artifacts"].values()}
+    assert sizes["fp32"] > sizes["fp16"] > sizes["int8"]
+    assert "checks passed" in log and not list(out.glob(".slmkit-*"))
+
+
+def test_onnx_matches_reference_and_cache_decoding(tiny_demo, exported):
+    out, _ = exported
+    ref = ReferenceRuntime(tiny_demo, threads=1)
+    text = build_prompt("cozy cabin wallpaper") + "a cozy cabin wallpaper, pine forest"
+    want = ref.score(text)
+    for p, tol in (("fp32", 1e-4), ("fp16", 1e-4), ("int8", 0.5), ("int4", 0.5)):
+        with OnnxRuntime(out / f"{tiny_demo.name}-{p}.onnx", threads=1) as rt:
+            assert np.abs(rt.score(text) - want).max() < tol, p
+    with OnnxRuntime(out / f"{tiny_demo.name}-fp32.onnx", threads=1) as rt:
+        p = build_prompt("neon space poster", "recommend")
+        assert rt.generate(p, max_new_tokens=10) == ref.generate(p, max_new_tokens=10)
+        a = rt.generate(p, max_new_tokens=10, temperature=1.0, seed=2)
+        assert a == ref.generate(p, max_new_tokens=10, temperature=1.0, seed=2)
+        assert "".join(rt.stream(p, max_new_tokens=10, temperature=1.0, seed=2)) == a
+        assert rt.info["format"] == "onnx" and rt.info["precision"] == "fp32"
+
+
+def test_int4_options(tiny_demo, tmp_path):
+    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int4", "--block-size", "16",
+                                 "--accuracy-level", "0", "--head-bits", "4", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    e = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][f"{tiny_demo.name}-int4.onnx"]
+    assert (e["block_size"], e["accuracy_level"], e["head_bits"]) == (16, 0, 4)
+    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int4", "--block-size", "48",
+                                 "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "block size must be" in r.output
+
+
+def test_context_limit_and_bad_files(tiny_demo, exported, tmp_path):
+    out, _ = exported
+    with OnnxRuntime(out / f"{tiny_demo.name}-int8.onnx", threads=1, n_ctx=16) as rt:
+        with pytest.raises(SlmkitError, match="exceeds the context of 16"):
+            rt.generate(" a" * 14, max_new_tokens=8)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes((out / f"{tiny_demo.name}-fp32.onnx").read_bytes()[:1000])
+    with pytest.raises(SlmkitError, match="onnxruntime could not load"):
+        OnnxRuntime(bad)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(SlmkitError, match="no such ONNX file"):
+        OnnxRuntime(tmp_path / "empty.onnx")
+
+
+def test_unknown_precision_is_one_line(tiny_demo, tmp_path):
+    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int3", "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "unknown ONNX precision 'int3'; valid: fp32, fp16, int8, int4" in r.output
+
+
+def test_runtime_path_imports_no_torch(exported, tiny_demo):
+    import subprocess
+    import sys
+
+    out, _ = exported
+    code = ("import sys; from slmkit.runtimes.onnxrt import OnnxRuntime; from slmkit.runtimes.llamacpp import "
+            f"LlamaCppRuntime; rt = OnnxRuntime({str(out / (tiny_demo.name + '-int4.onnx'))!r}, threads=1); "
+            "rt.generate('<|task:t2i|>x<|out|>', max_new_tokens=3); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
