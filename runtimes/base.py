@@ -62,8 +62,9 @@ class Runtime(ABC):
         """Forget the current sequence (clear the KV cache)."""
 
     @abstractmethod
-    def _eval(self, ids: Sequence[int]) -> np.ndarray:
-        """Append ``ids`` to the sequence; return float32 logits of shape [len(ids), n_vocab]."""
+    def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
+        """Append ``ids`` to the sequence; return float32 logits [len(ids), n_vocab], or only the last
+        row ([1, n_vocab]) when ``all_logits`` is false and the backend can skip the others."""
 
     def _close(self) -> None:
         """Release native resources."""
@@ -119,13 +120,13 @@ class Runtime(ABC):
         with self._lock:
             self._check_open()
             self._reset()
-            logits = self._eval(ids)[-1]
+            logits = self._eval(ids, all_logits=False)[-1]
             for _ in range(max_new_tokens):
                 tok = sample_token(logits, rng, temperature, top_k, top_p)
                 if tok == self.tokenizer.eos_id:
                     return
                 yield tok
-                logits = self._eval([tok])[-1]
+                logits = self._eval([tok], all_logits=False)[-1]
 
     def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = ()) -> Iterator[str]:

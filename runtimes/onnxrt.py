@@ -61,24 +61,32 @@ class OnnxRuntime(Runtime):
                           **json.loads(meta.get("slmkit.settings", "{}")), "sha256": sha256_file(path)})
 
     def _reset(self) -> None:
-        empty = np.zeros((1, self._heads, 0, self._head_dim), np.float32)
+        import onnxruntime as ort
+
+        empty = ort.OrtValue.ortvalue_from_numpy(np.zeros((1, self._heads, 0, self._head_dim), np.float32))
         self._past = [empty] * (2 * self._layers)
         self._len = 0
 
-    def _eval(self, ids: Sequence[int]) -> np.ndarray:
+    def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
+        # I/O binding keeps the KV cache in onnxruntime's own buffers between steps (no numpy copies).
         n = len(ids)
         if self._len + n > self.n_ctx:
             raise SlmkitError(f"sequence of {self._len + n} tokens exceeds the context of {self.n_ctx}")
-        feed = {"input_ids": np.array([ids], np.int64),
-                "attention_mask": np.ones((1, self._len + n), np.int64),
-                "position_ids": np.arange(self._len, self._len + n, dtype=np.int64)[None]}
+        io = self._session.io_binding()
+        io.bind_cpu_input("input_ids", np.array([ids], np.int64))
+        io.bind_cpu_input("attention_mask", np.ones((1, self._len + n), np.int64))
+        io.bind_cpu_input("position_ids", np.arange(self._len, self._len + n, dtype=np.int64)[None])
         for i in range(self._layers):
-            feed[f"past_key_values.{i}.key"] = self._past[2 * i]
-            feed[f"past_key_values.{i}.value"] = self._past[2 * i + 1]
-        out = self._session.run(self._outputs, feed)
-        self._past = out[1:]
+            io.bind_ortvalue_input(f"past_key_values.{i}.key", self._past[2 * i])
+            io.bind_ortvalue_input(f"past_key_values.{i}.value", self._past[2 * i + 1])
+        for name in self._outputs:
+            io.bind_output(name, "cpu")
+        self._session.run_with_iobinding(io)
+        out = io.get_outputs()
+        self._past = list(out[1:])
         self._len += n
-        return out[0][0]
+        logits = out[0].numpy()[0]
+        return logits if all_logits else logits[-1:]
 
     def _close(self) -> None:
         self._session = None

@@ -53,10 +53,11 @@ class ReferenceRuntime(Runtime):
 
         self._cache = DynamicCache()
 
-    def _eval(self, ids: Sequence[int]) -> np.ndarray:
+    def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            out = self._model(input_ids=torch.tensor([list(ids)]), cache=self._cache, use_cache=True)
+            out = self._model(input_ids=torch.tensor([list(ids)]), cache=self._cache, use_cache=True,
+                              logits_to_keep=0 if all_logits else 1)
         return out.logits[0].float().numpy()
 
     def _close(self) -> None:
