@@ -3,8 +3,8 @@
     python -m slmkit.benchmarks.gguf_bench --model demo  [--texts 108] [--json FILE]
     python -m slmkit.benchmarks.gguf_bench --model 124m                # random init: sizes and times only
 
-Quality: mean / p99 KL divergence, same-top-1 and perplexity of each type against the fp16 reference
-(transformers) on the demo model's held-out texts, all backends scoring the same token ids.
+Quality (benchmarks/drift.py): mean / p99 KL divergence, same-top-1 and perplexity of each type against
+the fp16 reference (transformers) on the demo model's held-out texts, all scoring the same token ids.
 """
 from __future__ import annotations
 
@@ -15,30 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from slmkit.benchmarks.quality import perplexity, summarize_drift, token_drift
-from slmkit.converters.checks import evaluation_texts
+from slmkit.benchmarks.drift import artifact_drift
 from slmkit.converters.gguf_pipeline import convert_gguf
 from slmkit.model_folder import open_model_folder
 from slmkit.synthetic import GPT2_124M, write_random_gpt2
 
 TYPES = ["f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]
-
-
-def quality(folder, out: Path, manifest: dict, n_texts: int, threads: int) -> dict[str, dict]:
-    from slmkit.runtimes.llamacpp import LlamaCppRuntime
-    from slmkit.runtimes.reference import ReferenceRuntime
-
-    texts = evaluation_texts(n_texts)
-    with ReferenceRuntime(folder, threads=threads) as ref:
-        ids = [ref.tokenize(t) for t in texts]
-        ref_logits = [ref.score(i) for i in ids]
-    rows = {"fp16 reference": {"ppl": perplexity(ref_logits, ids)}}
-    for name, entry in manifest["artifacts"].items():
-        with LlamaCppRuntime(out / name, threads=threads) as rt:
-            logits = [rt.score(i) for i in ids]
-        stats = summarize_drift([token_drift(r, g) for r, g in zip(ref_logits, logits)])
-        rows[entry["quant"]] = {**stats, "ppl": perplexity(logits, ids)}
-    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
                                 for e in manifest["artifacts"].values()},
                   "checks": manifest["checks"]["gguf"]}
         if args.model != "124m":
-            result["quality"] = quality(folder, out, manifest, args.texts, args.threads)
+            result["quality"] = artifact_drift(out, str(folder.path), args.texts, args.threads)["rows"]
 
     print(f"\n{result['model']}: {result['params'] / 1e6:.1f}M params, all {len(TYPES)} types converted, checked "
           f"and quantized in {result['convert_and_quantize_all_s']} s ({args.threads} threads)\n")
@@ -79,12 +61,12 @@ def main(argv: list[str] | None = None) -> None:
         line = (f"| {q} | {a['bytes'] / 2**20:.1f} | {a['bits_per_weight']:.2f} | {a['embedding_type']} | "
                 f"{a['fallbacks']} | {a['seconds']} |")
         if "quality" in result:
-            s = result["quality"][q]
+            s = result["quality"][f"gguf {q}"]
             line += f" {s['mean_kl']:.5f} | {s['p99_kl']:.4f} | {100 * s['same_top1']:.1f}% | {s['ppl']:.4f} |"
         print(line)
     if "quality" in result:
         print(f"\nfp16 reference perplexity {result['quality']['fp16 reference']['ppl']:.4f} on {args.texts} "
-              f"held-out texts ({result['quality']['f16']['tokens']} tokens)")
+              f"held-out texts ({result['quality']['gguf f16']['tokens']} tokens)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

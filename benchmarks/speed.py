@@ -24,24 +24,12 @@ PROMPT_TOKENS = 128
 DECODE_TOKENS = 64
 
 
-def _open(kind: str, path: str, threads: int):
-    if kind == "transformers":
-        from slmkit.runtimes.reference import ReferenceRuntime
-
-        return ReferenceRuntime(None if path == "demo" else path, threads=threads)
-    if kind == "gguf":
-        from slmkit.runtimes.llamacpp import LlamaCppRuntime
-
-        return LlamaCppRuntime(path, threads=threads)
-    from slmkit.runtimes.onnxrt import OnnxRuntime
-
-    return OnnxRuntime(path, threads=threads)
-
-
 def worker(kind: str, path: str, threads: int, reps: int) -> dict:
     """Measure one runtime in this process."""
+    from slmkit.runtimes import open_runtime
+
     t0 = time.perf_counter()
-    rt = _open(kind, path, threads)
+    rt = open_runtime(path, threads=threads)
     load = time.perf_counter() - t0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rng = np.random.default_rng(0)

@@ -38,7 +38,8 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
     try:
         t0 = time.time()
         write_gguf(folder, source, "f16")
-        log(f"wrote {source.name} ({source.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")
+        log(f"wrote {f16.name if keep_f16 else 'the f16 source'} ({source.stat().st_size / 2**20:.1f} MiB, "
+            f"{time.time() - t0:.1f}s)")
         if keep_f16:
             entries[f16.name] = artifact_entry(f16, "gguf", "f16", t0, **read_result(f16, "f16").summary())
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slmkit.converters.checks import cache_consistency, evaluation_texts, fidelity, onnx_checker, require
+from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
 from slmkit.converters.onnx_quantize import Int4Options, write_precision
 from slmkit.converters.output import artifact_entry, copy_tokenizer
 from slmkit.files import clean_stale_temps
@@ -71,4 +72,8 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
             source.unlink(missing_ok=True)
     if keep_fp32:
         entries[fp32.name]["bits_per_weight"] = round(8 * fp32.stat().st_size / folder.n_params, 3)
+    target = write_genai_config(folder, out, {e["quant"]: name for name, e in entries.items()})
+    if target:
+        checks["genai_config"] = {"file": GENAI_CONFIG, "model": target, "passed": True}
+        log(f"wrote {GENAI_CONFIG} (onnxruntime-genai runs {target})")
     return update_manifest(out, folder, entries, {"onnx": checks})

@@ -27,6 +27,7 @@ class Int4Options:
     block_size: int = 32
     accuracy_level: int = 4
     head_bits: int = 8
+    embedding: str = "int8"  # the token/position embedding Gather: int8 (smaller) or fp32
 
     def check(self) -> None:
         if self.block_size not in (16, 32, 64, 128, 256):
@@ -35,6 +36,8 @@ class Int4Options:
             raise SlmkitError(f"accuracy_level must be 0-4, got {self.accuracy_level}")
         if self.head_bits not in (4, 8):
             raise SlmkitError(f"head bits must be 4 or 8, got {self.head_bits}")
+        if self.embedding not in ("int8", "fp32"):
+            raise SlmkitError(f"unknown ONNX embedding type {self.embedding!r}; valid: int8, fp32")
 
 
 def parse_precisions(spec: str) -> list[str]:
@@ -54,7 +57,7 @@ def _save(model, dest: Path) -> None:
         onnx.save(model, str(tmp))
 
 
-def _int8(model):
+def _int8(model, op_types: tuple[str, ...] = ("MatMul", "Gather")):
     import tempfile
 
     import onnx
@@ -66,7 +69,7 @@ def _int8(model):
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # quantize_dynamic warns on the root logger
         try:
-            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
+            quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
                              per_channel=True, extra_options={"DefaultTensorType": 1})
         finally:
             root.setLevel(level)
@@ -109,8 +112,10 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
         opts = int4 or Int4Options()
         opts.check()
         model = _int4(model, opts)
+        if opts.embedding == "int8":
+            model = _int8(model, ("Gather",))
         settings.update(weights="int4 MatMulNBits, symmetric", block_size=opts.block_size,
-                        accuracy_level=opts.accuracy_level, head_bits=opts.head_bits, embedding="fp32")
+                        accuracy_level=opts.accuracy_level, head_bits=opts.head_bits, embedding=opts.embedding)
     set_metadata(model, folder, settings)
     _save(model, dest)
     return settings

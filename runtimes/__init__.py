@@ -1,1 +1,28 @@
-"""Runtime backends, one module each, behind one protocol."""
+"""Runtime backends, one module each, behind the protocol in ``base.py``.
+
+Backends are imported lazily: opening a GGUF or ONNX artifact never imports torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from slmkit.errors import SlmkitError
+
+
+def open_runtime(path: str | Path | None, threads: int | None = None, n_ctx: int | None = None):
+    """The backend for a file: ``.gguf`` → llama.cpp, ``.onnx`` → onnxruntime, a GPT-2 folder (or
+    None, the demo model) → the transformers fp16 reference."""
+    if path is None or Path(path).is_dir():
+        from slmkit.runtimes.reference import ReferenceRuntime
+
+        return ReferenceRuntime(path, threads=threads)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".gguf":
+        from slmkit.runtimes.llamacpp import LlamaCppRuntime
+
+        return LlamaCppRuntime(path, threads=threads, n_ctx=n_ctx)
+    if suffix == ".onnx":
+        from slmkit.runtimes.onnxrt import OnnxRuntime
+
+        return OnnxRuntime(path, threads=threads, n_ctx=n_ctx)
+    raise SlmkitError(f"{path}: unknown artifact type (expected a .gguf or .onnx file, or a model folder)")

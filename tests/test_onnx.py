@@ -96,3 +96,26 @@ def test_runtime_path_imports_no_torch(exported, tiny_demo):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+def test_onnxruntime_genai_runs_the_export_unchanged(tiny_demo, exported):
+    og = pytest.importorskip("onnxruntime_genai")
+    out, log = exported
+    cfg = json.loads((out / "genai_config.json").read_text())
+    assert cfg["model"]["decoder"]["filename"] == f"{tiny_demo.name}-int4.onnx" and "genai_config.json" in log
+    model = og.Model(str(out))
+    tok = og.Tokenizer(model)
+    prompt = build_prompt("holiday sale flyer", "search")
+    ids = tok.encode(prompt)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 8, do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(ids)
+    got = []
+    while not gen.is_done():
+        gen.generate_next_token()
+        got.append(int(gen.get_next_tokens()[0]))
+    with OnnxRuntime(out / f"{tiny_demo.name}-int4.onnx", threads=1) as rt:
+        assert [int(i) for i in ids] == rt.tokenize(prompt)
+        want = rt.generate(prompt, max_new_tokens=8)
+        assert rt.detokenize([t for t in got if t != rt.tokenizer.eos_id]) == want

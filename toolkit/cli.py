@@ -83,8 +83,9 @@ def info(model: str | None, as_json: bool) -> None:
               "q4_k_m,q4_0 (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: out/<model name>).")
-@click.option("--embedding-type", type=click.Choice(["q8_0", "q6_k", "f16"]), default=None,
-              help="gguf: type of the tied token embedding / output head (default: llama.cpp's rule, q6_k or q8_0).")
+@click.option("--embedding-type", default=None,
+              help="gguf: type of the tied token embedding / output head, q8_0, q6_k or f16 (default: llama.cpp's "
+              "rule, q6_k or q8_0); onnx int4: the embedding tables, int8 (default) or fp32.")
 @click.option("--block-size", type=int, default=32, show_default=True, help="onnx int4: quantization block size.")
 @click.option("--accuracy-level", type=click.IntRange(0, 4), default=4, show_default=True,
               help="onnx int4: 4 = int8 activations (fastest on CPU), 0 = fp32 activations.")
@@ -102,8 +103,10 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
     dest = Path(out) if out else Path("out") / folder.name
     if fmt == "gguf":
         from slmkit.converters.gguf_pipeline import convert_gguf
-        from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, QUANTS, parse_quants
+        from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, EMBEDDING_TYPES, QUANTS, parse_quants
 
+        if embedding_type is not None and embedding_type not in EMBEDDING_TYPES:
+            raise SlmkitError(f"unknown embedding type {embedding_type!r}; valid: {', '.join(EMBEDDING_TYPES)}")
         quants = list(QUANTS) if quant == "all" else parse_quants(quant) if quant is not None else list(DEFAULT_QUANTS)
         manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo)
     else:
@@ -112,7 +115,7 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
 
         precisions = (list(PRECISIONS) if quant == "all" else parse_precisions(quant) if quant is not None
                       else list(DEFAULT_PRECISIONS))
-        opts = Int4Options(block_size, accuracy_level, int(head_bits))
+        opts = Int4Options(block_size, accuracy_level, int(head_bits), embedding_type or "int8")
         opts.check()
         manifest = convert_onnx(folder, precisions, dest, threads, opts, log=click.echo)
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
