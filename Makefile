@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/slmkit info
 	$(VENV)/bin/slmkit quantize --format gguf --out $(OUT)
-	$(PY) -m slmkit.demo.evaluate --n 54
+	$(VENV)/bin/slmkit quantize --format onnx --out $(OUT)
+	$(PY) -m slmkit.benchmarks.drift $(OUT) --texts 54 --prompts 27
+	$(PY) -m slmkit.benchmarks.speed $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest tests

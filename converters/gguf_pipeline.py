@@ -12,8 +12,7 @@ from pathlib import Path
 from slmkit.converters.checks import evaluation_texts, fidelity, require, tokenizer_parity
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
 from slmkit.converters.gguf_writer import write_gguf
-from slmkit.converters.output import artifact_entry, copy_tokenizer
-from slmkit.files import clean_stale_temps
+from slmkit.converters.output import artifact_entry, prepare_output
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
@@ -28,12 +27,9 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
     from slmkit.runtimes.llamacpp import LlamaCppRuntime
     from slmkit.runtimes.reference import ReferenceRuntime
 
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out)
-    copy_tokenizer(folder, out)
     f16 = out / artifact_name(folder, "f16")
     keep_f16 = "f16" in quants
-    source = f16 if keep_f16 else out / f".slmkit-source-{folder.name}-F16.gguf"
+    source = prepare_output(folder, out, f16, keep_f16)
     entries: dict[str, dict] = {}
     try:
         t0 = time.time()

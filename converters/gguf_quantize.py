@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmkit.converters.output import parse_type_list
 from slmkit.errors import SlmkitError
 from slmkit.files import atomic_path
 from slmkit.gguf_file import open_gguf
@@ -48,11 +49,7 @@ class QuantResult:
 
 
 def parse_quants(spec: str) -> list[str]:
-    names = [q.strip().lower() for q in spec.split(",") if q.strip()]
-    bad = [q for q in names if q not in QUANTS]
-    if bad or not names:
-        raise SlmkitError(f"unknown GGUF quant type {(bad or [spec])[0]!r}; valid: {', '.join(QUANTS)}")
-    return list(dict.fromkeys(names))
+    return parse_type_list(spec, list(QUANTS), "GGUF quant type")
 
 
 def read_result(path: Path, quant: str) -> QuantResult:

@@ -13,8 +13,7 @@ from pathlib import Path
 from slmkit.converters.checks import cache_consistency, evaluation_texts, fidelity, onnx_checker, require
 from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
 from slmkit.converters.onnx_quantize import Int4Options, write_precision
-from slmkit.converters.output import artifact_entry, copy_tokenizer
-from slmkit.files import clean_stale_temps
+from slmkit.converters.output import artifact_entry, prepare_output
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
@@ -29,13 +28,10 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
     from slmkit.runtimes.onnxrt import OnnxRuntime
     from slmkit.runtimes.reference import ReferenceRuntime
 
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out)
-    copy_tokenizer(folder, out)
     texts = evaluation_texts()
     fp32 = out / artifact_name(folder, "fp32")
     keep_fp32 = "fp32" in precisions
-    source = fp32 if keep_fp32 else out / f".slmkit-source-{folder.name}-fp32.onnx"
+    source = prepare_output(folder, out, fp32, keep_fp32)
     entries: dict[str, dict] = {}
     checks: dict[str, dict] = {}
     try:

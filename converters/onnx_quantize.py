@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slmkit.converters.output import parse_type_list
 from slmkit.errors import SlmkitError
 from slmkit.files import atomic_path
 from slmkit.model_folder import ModelFolder
@@ -41,11 +42,7 @@ class Int4Options:
 
 
 def parse_precisions(spec: str) -> list[str]:
-    names = [q.strip().lower() for q in spec.split(",") if q.strip()]
-    bad = [q for q in names if q not in PRECISIONS]
-    if bad or not names:
-        raise SlmkitError(f"unknown ONNX precision {(bad or [spec])[0]!r}; valid: {', '.join(PRECISIONS)}")
-    return list(dict.fromkeys(names))
+    return parse_type_list(spec, PRECISIONS, "ONNX precision")
 
 
 def _save(model, dest: Path) -> None:

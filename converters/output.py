@@ -5,7 +5,8 @@ import shutil
 import time
 from pathlib import Path
 
-from slmkit.files import atomic_path, sha256_file
+from slmkit.errors import SlmkitError
+from slmkit.files import atomic_path, clean_stale_temps, sha256_file
 from slmkit.model_folder import ModelFolder
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -27,3 +28,21 @@ def artifact_entry(path: Path, fmt: str, quant: str, started: float, **extra: ob
     """A manifest entry for a finished artifact file."""
     return {"format": fmt, "quant": quant, "bytes": path.stat().st_size, "sha256": sha256_file(path),
             "seconds": round(time.time() - started, 2), **extra}
+
+
+def parse_type_list(spec: str, valid: tuple[str, ...] | list[str], what: str) -> list[str]:
+    """A comma-separated list of types, each checked against ``valid``; duplicates dropped."""
+    names = [q.strip().lower() for q in spec.split(",") if q.strip()]
+    bad = [q for q in names if q not in valid]
+    if bad or not names:
+        raise SlmkitError(f"unknown {what} {(bad or [spec])[0]!r}; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+def prepare_output(folder: ModelFolder, out: Path, unquantized: Path, keep: bool) -> Path:
+    """Create ``out`` with the tokenizer, drop stale temporaries, and name the unquantized source file:
+    ``unquantized`` itself when it is a requested artifact, else a temporary beside it."""
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
+    copy_tokenizer(folder, out)
+    return unquantized if keep else out / f".slmkit-source-{unquantized.name}"

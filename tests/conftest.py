@@ -4,8 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from slmkit.cli import cli
 from slmkit.synthetic import write_random_gpt2
+
+
+def quantize_ok(folder: Path, out: Path, *args: str) -> str:
+    """Run ``slmkit quantize FOLDER --out OUT ARGS`` through click; assert success; return its output."""
+    r = CliRunner().invoke(cli, ["quantize", str(folder), "--out", str(out), "--threads", "1", *args])
+    assert r.exit_code == 0, r.output
+    return r.output
 
 
 @pytest.fixture(scope="session")

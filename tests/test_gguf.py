@@ -15,6 +15,7 @@ from slmkit.prompts import build_prompt
 from slmkit.runtimes.llamacpp import LlamaCppRuntime
 from slmkit.runtimes.reference import ReferenceRuntime
 from slmkit.synthetic import write_random_gpt2
+from tests.conftest import quantize_ok
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +27,7 @@ def small(tmp_path_factory):
 @pytest.fixture(scope="module")
 def quantized(small, tmp_path_factory):
     out = tmp_path_factory.mktemp("q")
-    r = CliRunner().invoke(cli, ["quantize", str(small), "--quant", "f16,q8_0,q4_k_m,q4_0", "--out", str(out),
-                                 "--threads", "1"])
-    assert r.exit_code == 0, r.output
-    return out, r.output
+    return out, quantize_ok(small, out, "--quant", "f16,q8_0,q4_k_m,q4_0")
 
 
 def test_quantize_writes_artifacts_manifest_and_tokenizer(small, quantized):
@@ -105,13 +103,11 @@ def test_context_is_never_passed(small, quantized):
 
 
 def test_odd_shape_reports_k_quant_fallbacks(odd_gpt2, tmp_path):
-    r = CliRunner().invoke(cli, ["quantize", str(odd_gpt2), "--quant", "q4_k_m,q4_0", "--out", str(tmp_path),
-                                 "--threads", "1"])
-    assert r.exit_code == 0, r.output
+    output = quantize_ok(odd_gpt2, tmp_path, "--quant", "q4_k_m,q4_0")
     m = json.loads((tmp_path / "manifest.json").read_text())
     k = m["artifacts"][f"{odd_gpt2.name}-Q4_K_M.gguf"]
     assert k["fallbacks"] and "blk.0.attn_qkv.weight" in k["fallbacks"]
-    assert "fell back from q4_k_m" in r.output
+    assert "fell back from q4_k_m" in output
     q40 = m["artifacts"][f"{odd_gpt2.name}-Q4_0.gguf"]
     assert "blk.0.ffn_down.weight" in q40["fallbacks"]  # rows of n_inner 1000 are not a multiple of 32
     assert "blk.0.attn_qkv.weight" not in q40["fallbacks"]  # 320 is
@@ -122,9 +118,7 @@ def test_odd_shape_reports_k_quant_fallbacks(odd_gpt2, tmp_path):
 
 
 def test_embedding_type_override(small, tmp_path):
-    r = CliRunner().invoke(cli, ["quantize", str(small), "--quant", "q4_0", "--embedding-type", "q8_0",
-                                 "--out", str(tmp_path), "--threads", "1"])
-    assert r.exit_code == 0, r.output
+    quantize_ok(small, tmp_path, "--quant", "q4_0", "--embedding-type", "q8_0")
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["artifacts"][f"{small.name}-Q4_0.gguf"]["embedding_type"] == "Q8_0"
 

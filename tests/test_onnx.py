@@ -11,15 +11,13 @@ from slmkit.files import sha256_file
 from slmkit.prompts import build_prompt
 from slmkit.runtimes.onnxrt import OnnxRuntime
 from slmkit.runtimes.reference import ReferenceRuntime
+from tests.conftest import quantize_ok
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "all", "--out", str(out),
-                                 "--threads", "1"])
-    assert r.exit_code == 0, r.output
-    return out, r.output
+    return out, quantize_ok(tiny_demo, out, "--format", "onnx", "--quant", "all")
 
 
 def test_all_precisions_written_checked_and_recorded(tiny_demo, exported):
@@ -119,3 +117,48 @@ def test_onnxruntime_genai_runs_the_export_unchanged(tiny_demo, exported):
         assert [int(i) for i in ids] == rt.tokenize(prompt)
         want = rt.generate(prompt, max_new_tokens=8)
         assert rt.detokenize([t for t in got if t != rt.tokenizer.eos_id]) == want
+
+
+def test_odd_shape_exports_every_precision(odd_gpt2, tmp_path):
+    quantize_ok(odd_gpt2, tmp_path, "--format", "onnx", "--quant", "all")
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert len(m["artifacts"]) == 4 and m["checks"]["onnx"]["fidelity_fp32"]["passed"]
+    ref = ReferenceRuntime(odd_gpt2, threads=1)
+    for p in ("fp32", "int4"):
+        with OnnxRuntime(tmp_path / f"{odd_gpt2.name}-{p}.onnx", threads=1) as rt:
+            assert rt.tokenize("<|task:t2i|>hello<|out|>") == [50257, 31373, 50258]
+            out = rt.generate("<|task:t2i|>hello<|out|>", max_new_tokens=4)
+            assert isinstance(out, str)
+            if p == "fp32":
+                assert out == ref.generate("<|task:t2i|>hello<|out|>", max_new_tokens=4)
+
+
+def test_onnxruntime_used_directly(tiny_demo, exported):
+    import onnxruntime as ort
+
+    out, _ = exported
+    sess = ort.InferenceSession(str(out / f"{tiny_demo.name}-fp32.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    layers, heads, dim = int(meta["slmkit.n_layer"]), int(meta["slmkit.n_head"]), int(meta["slmkit.head_dim"])
+    ids = np.array([[1, 5, 7, 300, 10]], np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(5)[None]}
+    for i in range(layers):
+        for kind in ("key", "value"):
+            feed[f"past_key_values.{i}.{kind}"] = np.zeros((1, heads, 0, dim), np.float32)
+    logits, *presents = sess.run(None, feed)
+    assert logits.shape == (1, 5, int(meta["slmkit.vocab_size"])) and presents[0].shape == (1, heads, 5, dim)
+    # a batch of two with left padding gives the same last logits for the unpadded row
+    batch = {**feed, "input_ids": np.array([[0, 5, 7, 300, 10], [1, 5, 7, 300, 10]]),
+             "attention_mask": np.array([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]), "position_ids": np.array([[0, 0, 1, 2, 3], [0, 1, 2, 3, 4]])}
+    for i in range(layers):
+        for kind in ("key", "value"):
+            batch[f"past_key_values.{i}.{kind}"] = np.zeros((2, heads, 0, dim), np.float32)
+    blog = sess.run(["logits"], batch)[0]
+    assert np.abs(blog[1, -1] - logits[0, -1]).max() < 1e-4
+    assert np.argmax(blog[1, -1]) == np.argmax(logits[0, -1])
+
+
+def test_non_gpt2_folder_is_refused_for_onnx(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    r = CliRunner().invoke(cli, ["quantize", str(tmp_path), "--format", "onnx", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "unsupported architecture 'llama'" in r.output
