@@ -28,7 +28,7 @@ class Int4Options:
     block_size: int = 32
     accuracy_level: int = 4
     head_bits: int = 8
-    embedding: str = "int8"  # the token/position embedding Gather: int8 (smaller) or fp32
+    embedding: str = "int8"  # the embedding tables: int8, int4 (GatherBlockQuantized, smallest) or fp32
 
     def check(self) -> None:
         if self.block_size not in (16, 32, 64, 128, 256):
@@ -37,8 +37,8 @@ class Int4Options:
             raise SlmkitError(f"accuracy_level must be 0-4, got {self.accuracy_level}")
         if self.head_bits not in (4, 8):
             raise SlmkitError(f"head bits must be 4 or 8, got {self.head_bits}")
-        if self.embedding not in ("int8", "fp32"):
-            raise SlmkitError(f"unknown ONNX embedding type {self.embedding!r}; valid: int8, fp32")
+        if self.embedding not in ("int8", "int4", "fp32"):
+            raise SlmkitError(f"unknown ONNX embedding type {self.embedding!r}; valid: int8, int4, fp32")
 
 
 def parse_precisions(spec: str) -> list[str]:
@@ -77,8 +77,11 @@ def _int4(model, opts: Int4Options):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     level = opts.accuracy_level or None
+    gather = opts.embedding == "int4"  # embedding rows as 4-bit blocks along the hidden axis
     q = MatMulNBitsQuantizer(model, bits=4, block_size=opts.block_size, is_symmetric=True, accuracy_level=level,
-                             nodes_to_exclude=[HEAD_NODE] if opts.head_bits != 4 else [])
+                             nodes_to_exclude=[HEAD_NODE] if opts.head_bits != 4 else [],
+                             op_types_to_quantize=("MatMul", "Gather") if gather else ("MatMul",),
+                             quant_axes=(("MatMul", 0), ("Gather", 1)))
     q.process()
     model = q.model.model
     if opts.head_bits == 8:

@@ -58,6 +58,11 @@ def test_int4_options(tiny_demo, tmp_path):
     assert r.exit_code == 0, r.output
     e = json.loads((tmp_path / "manifest.json").read_text())["artifacts"][f"{tiny_demo.name}-int4.onnx"]
     assert (e["block_size"], e["accuracy_level"], e["head_bits"]) == (16, 0, 4)
+    quantize_ok(tiny_demo, tmp_path / "e4", "--format", "onnx", "--quant", "int4", "--embedding-type", "int4")
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "e4" / f"{tiny_demo.name}-int4.onnx")).graph.node}
+    assert {"GatherBlockQuantized", "MatMulNBits"} <= ops
     r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int4", "--block-size", "48",
                                  "--out", str(tmp_path)])
     assert r.exit_code == 1 and "block size must be" in r.output
