@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     print("| runtime | file MiB | load s | peak RSS MiB | prefill ms | decode ms/tok p50 | p95 | tok/s | × baseline |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, r in best.items():
-        print(f"| {label} | {r['bytes'] / 2**20:.1f} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['prefill_ms']:.1f} | "
+        size = f"{r['bytes'] / 2**20:.1f}" if r["bytes"] else ""
+        print(f"| {label} | {size} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['prefill_ms']:.1f} | "
               f"{r['decode_ms_p50']:.2f} | {r['decode_ms_p95']:.2f} | {r['decode_tok_s']:.0f} | "
               f"{base['decode_ms_p50'] / r['decode_ms_p50']:.1f} |")
     if args.json:

@@ -20,6 +20,7 @@ from slmkit.model_folder import ModelFolder
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 DEFAULT_PRECISIONS = ("int8", "int4")
 HEAD_NODE = "lm_head_MatMul"
+EMBEDDINGS = ("int8", "int4", "shared", "fp32")
 MAX_PROTO = 2_000_000_000  # protobuf's 2 GB limit
 
 
@@ -28,7 +29,9 @@ class Int4Options:
     block_size: int = 32
     accuracy_level: int = 4
     head_bits: int = 8
-    embedding: str = "int8"  # the embedding tables: int8, int4 (GatherBlockQuantized, smallest) or fp32
+    # the embedding tables: int8; int4 (GatherBlockQuantized); shared (the token embedding reads the 4-bit
+    # output head's own tensor, stored once: smallest, needs head_bits 4); fp32
+    embedding: str = "int8"
 
     def check(self) -> None:
         if self.block_size not in (16, 32, 64, 128, 256):
@@ -37,8 +40,10 @@ class Int4Options:
             raise SlmkitError(f"accuracy_level must be 0-4, got {self.accuracy_level}")
         if self.head_bits not in (4, 8):
             raise SlmkitError(f"head bits must be 4 or 8, got {self.head_bits}")
-        if self.embedding not in ("int8", "int4", "fp32"):
-            raise SlmkitError(f"unknown ONNX embedding type {self.embedding!r}; valid: int8, int4, fp32")
+        if self.embedding not in EMBEDDINGS:
+            raise SlmkitError(f"unknown ONNX embedding type {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}")
+        if self.embedding == "shared" and self.head_bits != 4:
+            raise SlmkitError("a shared embedding/head tensor needs a 4-bit head (--head-bits 4)")
 
 
 def parse_precisions(spec: str) -> list[str]:
@@ -77,7 +82,7 @@ def _int4(model, opts: Int4Options):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     level = opts.accuracy_level or None
-    gather = opts.embedding == "int4"  # embedding rows as 4-bit blocks along the hidden axis
+    gather = opts.embedding in ("int4", "shared")  # embedding rows as 4-bit blocks along the hidden axis
     q = MatMulNBitsQuantizer(model, bits=4, block_size=opts.block_size, is_symmetric=True, accuracy_level=level,
                              nodes_to_exclude=[HEAD_NODE] if opts.head_bits != 4 else [],
                              op_types_to_quantize=("MatMul", "Gather") if gather else ("MatMul",),
@@ -90,6 +95,42 @@ def _int4(model, opts: Int4Options):
         q.process()
         model = q.model.model
     return model
+
+
+def _share_embedding_with_head(model) -> None:
+    """Make the token-embedding GatherBlockQuantized read the 4-bit head's packed tensor (stored once).
+
+    MatMulNBits stores the head [vocab, hidden] as B [vocab, blocks, block/2] with symmetric blocks along
+    the hidden axis (implicit zero point 8): byte for byte the [vocab, hidden/2] layout that
+    GatherBlockQuantized reads with quantize_axis 1. Only a Reshape sits between them.
+    """
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    head = next(n for n in g.node if n.op_type == "MatMulNBits" and n.output[0] == "logits")
+    attrs = {a.name: helper.get_attribute_value(a) for a in head.attribute}
+    k, n, block = attrs["K"], attrs["N"], attrs["block_size"]
+    tok = next(n_ for n_ in g.node if n_.op_type == "GatherBlockQuantized" and "input_ids" in n_.input)
+    old = set(tok.input) - {"input_ids"}
+    blocks = -(-k // block)
+    g.initializer.extend([numpy_helper.from_array(np.array([n, blocks * block // 2], np.int64), "shared_data_shape"),
+                          numpy_helper.from_array(np.array([n, blocks], np.int64), "shared_scale_shape"),
+                          numpy_helper.from_array(np.full((n, (blocks + 1) // 2), 0x88, np.uint8), "shared_zero_points")])
+    data = helper.make_node("Reshape", [head.input[1], "shared_data_shape"], ["shared_embedding_data"], name="SharedData")
+    scales = helper.make_node("Reshape", [head.input[2], "shared_scale_shape"], ["shared_embedding_scales"],
+                              name="SharedScales")
+    tok_attrs = {a.name: helper.get_attribute_value(a) for a in tok.attribute}
+    gather = helper.make_node("GatherBlockQuantized", ["shared_embedding_data", "input_ids", "shared_embedding_scales",
+                                                      "shared_zero_points"], list(tok.output), name=tok.name,
+                              domain="com.microsoft", gather_axis=0, quantize_axis=1, block_size=block,
+                              bits=tok_attrs.get("bits", 4))
+    index = list(g.node).index(tok)
+    g.node.remove(tok)
+    for offset, node in enumerate((data, scales, gather)):
+        g.node.insert(index + offset, node)
+    used = {i for node in g.node for i in node.input}
+    for init in [t for t in g.initializer if t.name in old and t.name not in used]:
+        g.initializer.remove(init)
 
 
 def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4Options | None = None) -> dict:
@@ -114,6 +155,8 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
         model = _int4(model, opts)
         if opts.embedding == "int8":
             model = _int8(model, ("Gather",))
+        elif opts.embedding == "shared":
+            _share_embedding_with_head(model)
         settings.update(weights="int4 MatMulNBits, symmetric", block_size=opts.block_size,
                         accuracy_level=opts.accuracy_level, head_bits=opts.head_bits, embedding=opts.embedding)
     set_metadata(model, folder, settings)

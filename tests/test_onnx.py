@@ -167,3 +167,32 @@ def test_non_gpt2_folder_is_refused_for_onnx(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
     r = CliRunner().invoke(cli, ["quantize", str(tmp_path), "--format", "onnx", "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "unsupported architecture 'llama'" in r.output
+
+
+def test_shared_embedding_and_head_tensor(small_onnx_pair):
+    import onnx
+
+    shared, separate = small_onnx_pair
+    m = onnx.load(str(shared))
+    gbq = next(n for n in m.graph.node if n.op_type == "GatherBlockQuantized" and "input_ids" in n.input)
+    head = next(n for n in m.graph.node if n.op_type == "MatMulNBits" and n.output[0] == "logits")
+    reshape = next(n for n in m.graph.node if n.output[0] == gbq.input[0])
+    assert reshape.op_type == "Reshape" and reshape.input[0] == head.input[1]  # one stored tensor, read twice
+    assert shared.stat().st_size < separate.stat().st_size
+    text = build_prompt("cozy cabin wallpaper") + "a cozy cabin wallpaper, pine forest"
+    with OnnxRuntime(shared, threads=1) as a, OnnxRuntime(separate, threads=1) as b:
+        assert np.abs(a.score(text) - b.score(text)).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def small_onnx_pair(tmp_path_factory):
+    from slmkit.synthetic import write_random_gpt2
+
+    folder = write_random_gpt2(tmp_path_factory.mktemp("m"), n_embd=128, n_layer=1, n_head=2)
+    out = tmp_path_factory.mktemp("pair")
+    quantize_ok(folder, out / "s", "--format", "onnx", "--quant", "int4", "--embedding-type", "shared", "--head-bits", "4")
+    quantize_ok(folder, out / "e", "--format", "onnx", "--quant", "int4", "--embedding-type", "int4", "--head-bits", "4")
+    r = CliRunner().invoke(cli, ["quantize", str(folder), "--format", "onnx", "--quant", "int4", "--embedding-type",
+                                 "shared", "--out", str(out / "x")])
+    assert r.exit_code == 1 and "needs a 4-bit head" in r.output
+    return out / "s" / f"{folder.name}-int4.onnx", out / "e" / f"{folder.name}-int4.onnx"

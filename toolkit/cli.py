@@ -85,7 +85,8 @@ def info(model: str | None, as_json: bool) -> None:
               help="Output folder (default: out/<model name>).")
 @click.option("--embedding-type", default=None,
               help="gguf: type of the tied token embedding / output head, q8_0, q6_k or f16 (default: llama.cpp's "
-              "rule, q6_k or q8_0); onnx int4: the embedding tables, int8 (default), int4 (GatherBlockQuantized) or fp32.")
+              "rule, q6_k or q8_0); onnx int4: the embedding tables, int8 (default), int4 (GatherBlockQuantized), "
+              "shared (one 4-bit tensor for embedding and head; needs --head-bits 4) or fp32.")
 @click.option("--block-size", type=int, default=32, show_default=True, help="onnx int4: quantization block size.")
 @click.option("--accuracy-level", type=click.IntRange(0, 4), default=4, show_default=True,
               help="onnx int4: 4 = int8 activations (fastest on CPU), 0 = fp32 activations.")
