@@ -15,7 +15,7 @@ def open_runtime(path: str | Path | None, threads: int | None = None, n_ctx: int
     if path is None or Path(path).is_dir():
         from slmkit.runtimes.reference import ReferenceRuntime
 
-        return ReferenceRuntime(path, threads=threads)
+        return ReferenceRuntime(path, threads=threads, n_ctx=n_ctx)
     suffix = Path(path).suffix.lower()
     if suffix == ".gguf":
         from slmkit.runtimes.llamacpp import LlamaCppRuntime

@@ -152,9 +152,15 @@ class Runtime(ABC):
         if len(text) > len(sent):
             yield text[len(sent):]
 
-    def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> str:
-        """The whole generated text (the prompt excluded). Same arguments as :meth:`stream`."""
-        return "".join(self.stream(prompt, **kwargs))
+    def generate(self, prompt: str | Sequence[int], *, n: int = 1, **kwargs: Any) -> str | list[str]:
+        """The generated text (the prompt excluded); a list of ``n`` candidates when ``n`` > 1, candidate i
+        sampled with seed ``seed + i``. Other arguments as :meth:`stream`."""
+        if n == 1:
+            return "".join(self.stream(prompt, **kwargs))
+        if not 1 <= n <= 64:
+            raise SlmkitError(f"n must be between 1 and 64, got {n}")
+        seed = kwargs.pop("seed", 0)
+        return ["".join(self.stream(prompt, seed=None if seed is None else seed + i, **kwargs)) for i in range(n)]
 
     def close(self) -> None:
         with self._lock:

@@ -45,7 +45,10 @@ class OnnxRuntime(Runtime):
             self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / ... types
             raise SlmkitError(f"{path}: onnxruntime could not load the model ({str(e).splitlines()[0][:160]})") from None
-        meta = self._session.get_modelmeta().custom_metadata_map
+        try:
+            meta = self._session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:
+            raise SlmkitError(f"{path}: corrupt model metadata") from None
         names = {i.name for i in self._session.get_inputs()}
         if not set(REQUIRED_INPUTS) <= names or "slmkit.n_layer" not in meta:
             raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(names)[:4]})")

@@ -21,7 +21,8 @@ class ReferenceRuntime(Runtime):
 
     backend = "transformers"
 
-    def __init__(self, folder: ModelFolder | str | Path | None = None, threads: int | None = None):
+    def __init__(self, folder: ModelFolder | str | Path | None = None, threads: int | None = None,
+                 n_ctx: int | None = None):
         import torch
         from transformers import GPT2Config, GPT2LMHeadModel
         from transformers.utils import logging as hf_logging
@@ -44,7 +45,7 @@ class ReferenceRuntime(Runtime):
         self._torch = torch
         self._model = model.float().eval()
         self._cache = None
-        super().__init__(tokenizer, folder.shape.n_positions,
+        super().__init__(tokenizer, min(n_ctx or folder.shape.n_positions, folder.shape.n_positions),
                          {"format": "hf", "quant": "fp16", "file": str(folder.weights),
                           "threads": torch.get_num_threads(), "model": folder.name})
 

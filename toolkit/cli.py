@@ -122,6 +122,56 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[ARTIFACT_OR_MODEL] INTENT")
+@click.option("--task", type=click.Choice(["t2i", "search", "recommend"]), default="t2i", show_default=True)
+@click.option("--length", type=click.Choice(["short", "medium", "long"]), default="medium", show_default=True)
+@click.option("--relevance", type=click.Choice(["high", "mid", "low"]), default="high", show_default=True,
+              help="Desired reward bucket (upside-down RL control).")
+@click.option("--device", default="cpu", show_default=True, help="Device profile (cpu, mobile, or a user profile).")
+@click.option("-n", "--candidates", "n", type=int, default=1, show_default=True, help="Sampled candidates.")
+@click.option("--temperature", type=float, default=0.7, show_default=True,
+              help="Sampling temperature (seeded, so repeatable); 0 = greedy, which loops on small models.")
+@click.option("--top-p", type=float, default=0.95, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 check against the manifest.")
+def generate(args: tuple[str, ...], task: str, length: str, relevance: str, device: str, n: int,
+             temperature: float, top_p: float, seed: int, max_new_tokens: int, do_stream: bool,
+             as_json: bool, no_verify: bool) -> None:
+    """Generate prompts for an intent with a model or artifact (the demo model when omitted)."""
+    import time
+
+    from slmkit.loader import load
+    from slmkit.prompts import build_prompt
+
+    if len(args) > 2:
+        raise SlmkitError("expected [ARTIFACT_OR_MODEL] INTENT (quote an intent of several words)")
+    target, intent = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    prompt = build_prompt(intent, task, length, relevance)
+    opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    with load(target, device=device, verify=not no_verify) as rt:
+        t0 = time.perf_counter()
+        if do_stream and not as_json and n == 1:
+            for piece in rt.stream(prompt, **opts):
+                click.echo(piece, nl=False)
+            click.echo()
+            return
+        outs = rt.generate(prompt, n=n, **opts)
+        outs = [outs] if isinstance(outs, str) else outs
+        seconds = time.perf_counter() - t0
+        if as_json:
+            info = {k: v for k, v in rt.info.items() if k != "tensor_types"}
+            click.echo(json.dumps({"intent": intent, "task": task, "length": length, "relevance": relevance,
+                                   "prompt": prompt, "outputs": outs, "settings": opts, "seconds": round(seconds, 3),
+                                   "runtime": info}, indent=2))
+        else:
+            for out in outs:
+                click.echo(out)
+
+
 def main() -> None:
     cli(prog_name="slmkit")
 

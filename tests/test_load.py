@@ -1,0 +1,102 @@
+"""slmkit.load, device profiles and `slmkit generate`."""
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from slmkit import load
+from slmkit.cli import cli
+from slmkit.errors import SlmkitError
+from slmkit.profiles import get_profile, load_profiles
+from tests.conftest import quantize_ok
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_demo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("art")
+    quantize_ok(tiny_demo, out, "--quant", "q8_0")
+    quantize_ok(tiny_demo, out, "--format", "onnx", "--quant", "int8,int4")
+    return out
+
+
+def test_profiles_are_data_and_extendable(tmp_path, monkeypatch):
+    assert {"cpu", "mobile"} <= set(load_profiles())
+    mobile = get_profile("mobile")
+    assert mobile.max_context == 512 and mobile.batch == 1 and mobile.thread_count() <= 4
+    extra = tmp_path / "p.json"
+    extra.write_text(json.dumps({"tablet": {"threads": 1, "max_context": 64, "prefer": ["int8"]},
+                                 "mobile": {"memory_budget_mb": 1}}))
+    monkeypatch.setenv("SLMKIT_PROFILES", str(extra))
+    assert get_profile("tablet").max_context == 64 and get_profile("mobile").memory_budget_mb == 1
+    extra.write_text(json.dumps({"bad": {"cores": 3}}))
+    with pytest.raises(SlmkitError, match="unknown field 'cores'"):
+        load_profiles()
+
+
+def test_load_picks_by_profile_and_enforces_it(artifacts, tmp_path, monkeypatch):
+    with load(artifacts) as rt:
+        assert rt.info["format"] == "gguf"
+        assert rt.info["file"].endswith("Q8_0.gguf") and rt.info["sha256_verified"] and rt.info["profile"] == "cpu"
+    with load(artifacts, device="mobile") as rt:
+        assert rt.info["file"].endswith("int4.onnx") and rt.n_ctx <= 512 and rt.info["threads"] <= 4
+    extra = tmp_path / "p.json"
+    extra.write_text(json.dumps({"tiny": {"threads": 1, "max_context": 32, "memory_budget_mb": 1, "prefer": ["int8"]}}))
+    with load(artifacts, device="tiny", profiles_file=extra) as rt:
+        assert rt.info["file"].endswith("int8.onnx") and rt.n_ctx == 32 and rt.info["threads"] == 1
+        assert "exceeds the tiny budget" in rt.info["warnings"][0]
+
+
+def test_load_verifies_sha256(artifacts, tmp_path):
+    import shutil
+
+    copy = tmp_path / "a"
+    shutil.copytree(artifacts, copy)
+    victim = next(copy.glob("*-int8.onnx"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the weights: loads, but is not the file the manifest describes
+    victim.write_bytes(bytes(data))
+    with pytest.raises(SlmkitError, match="sha256 does not match its manifest"):
+        load(victim)
+    with load(victim, verify=False) as rt:
+        assert not rt.info["sha256_verified"]
+    data[-1] ^= 0xFF  # the metadata at the end of the file
+    victim.write_bytes(bytes(data))
+    with pytest.raises(SlmkitError, match="corrupt model metadata|could not load"):
+        load(victim, verify=False)
+
+
+def test_generate_command(artifacts):
+    r = CliRunner().invoke(cli, ["generate", str(artifacts), "cozy cabin wallpaper", "--task", "search", "-n", "3",
+                                 "--max-new-tokens", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert len(data["outputs"]) == 3 and data["prompt"].startswith("<|task:search|><|len:medium|><|rel:high|>")
+    assert data["runtime"]["profile"] == "cpu"
+    s = CliRunner().invoke(cli, ["generate", str(artifacts), "neon poster", "--stream", "--max-new-tokens", "6",
+                                 "--device", "mobile"])
+    assert s.exit_code == 0, s.output
+    bad = CliRunner().invoke(cli, ["generate", str(artifacts), "x", "--device", "tablet"])
+    assert bad.exit_code == 1 and "unknown device profile 'tablet'; valid: cpu, mobile" in bad.output
+    bad = CliRunner().invoke(cli, ["generate", str(artifacts), "x", "--task", "poem"])
+    assert bad.exit_code == 2 and "'poem' is not one of" in bad.output
+
+
+def test_loading_artifacts_never_imports_torch(artifacts):
+    code = (f"import sys, slmkit; rt = slmkit.load({str(artifacts)!r}); rt.generate('<|task:t2i|>x<|out|>', "
+            f"max_new_tokens=3); rt2 = slmkit.load({str(artifacts)!r}, device='mobile'); rt2.score('a b'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+def test_n_candidates_are_seeded(artifacts):
+    with load(artifacts) as rt:
+        a = rt.generate("<|task:t2i|>x<|out|>", n=3, temperature=1.0, max_new_tokens=6, seed=1)
+        assert isinstance(a, list) and len(a) == 3
+        assert a == rt.generate("<|task:t2i|>x<|out|>", n=3, temperature=1.0, max_new_tokens=6, seed=1)
+        assert a[0] == rt.generate("<|task:t2i|>x<|out|>", temperature=1.0, max_new_tokens=6, seed=1)
+        with pytest.raises(SlmkitError, match="n must be between 1 and 64"):
+            rt.generate("x", n=0)

@@ -1,0 +1,52 @@
+"""``slmkit.load``: one call from a path to a ready Runtime, under a device profile.
+
+Accepts a ``.gguf`` file, an ``.onnx`` file, an artifact folder with its ``manifest.json`` (the profile
+picks the artifact; its sha256 is checked against the manifest), or a Hugging Face GPT-2 folder (the
+fp16 reference, which needs torch). Never imports torch for GGUF or ONNX artifacts.
+"""
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
+from slmkit.manifest import MANIFEST, read_manifest
+from slmkit.profiles import Profile, get_profile
+
+
+def pick_artifact(folder: Path, profile: Profile) -> tuple[Path, dict]:
+    """The artifact of a manifest folder that the profile prefers (then the smallest)."""
+    manifest = read_manifest(folder)
+    entries = {name: e for name, e in manifest.get("artifacts", {}).items() if (folder / name).is_file()}
+    if not entries:
+        raise SlmkitError(f"{folder}: the manifest lists no artifact that exists")
+    rank = {q: i for i, q in enumerate(profile.prefer)}
+    name = min(entries, key=lambda n: (rank.get(entries[n]["quant"], len(rank)), entries[n]["bytes"]))
+    return folder / name, entries[name]
+
+
+def load(path: str | Path | None = None, device: str = "cpu", threads: int | None = None,
+         n_ctx: int | None = None, verify: bool = True, profiles_file: str | Path | None = None):
+    """Open a model or artifact as a Runtime under the ``device`` profile (``cpu``, ``mobile``, ...)."""
+    from slmkit.runtimes import open_runtime
+
+    profile = get_profile(device, profiles_file)
+    target = Path(path) if path is not None else None
+    expected = None
+    if target is not None and target.is_dir() and (target / MANIFEST).is_file():
+        target, entry = pick_artifact(target, profile)
+        expected = entry["sha256"]
+    elif target is not None and target.is_file() and (target.parent / MANIFEST).is_file():
+        expected = read_manifest(target.parent).get("artifacts", {}).get(target.name, {}).get("sha256")
+    if verify and expected and sha256_file(target) != expected:
+        raise SlmkitError(f"{target}: sha256 does not match its manifest (corrupt or modified file)")
+    cap = min(x for x in (n_ctx, profile.max_context) if x) if (n_ctx or profile.max_context) else None
+    rt = open_runtime(target, threads=threads or profile.thread_count(), n_ctx=cap)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rt.info.update(profile=profile.name, batch=profile.batch, peak_rss_mb=round(peak_mb, 1),
+                   sha256_verified=bool(verify and expected))
+    if profile.memory_budget_mb and peak_mb > profile.memory_budget_mb:
+        rt.info.setdefault("warnings", []).append(
+            f"peak RSS {peak_mb:.0f} MiB exceeds the {profile.name} budget of {profile.memory_budget_mb:.0f} MiB")
+    return rt
