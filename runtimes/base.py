@@ -17,23 +17,34 @@ import numpy as np
 from slmkit.errors import SlmkitError
 from slmkit.tokenizer import TextTokenizer
 
+SORT_CANDIDATES = 1024
+
 
 def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_k: int = 0,
                  top_p: float = 1.0) -> int:
-    """Greedy when temperature is 0; else temperature, top-k and nucleus sampling by inverse CDF."""
+    """Greedy when temperature is 0; else temperature, top-k and nucleus sampling by inverse CDF.
+
+    Exact, and cheap on a 50k vocabulary: candidates are sorted only when top-k or top-p needs an
+    order, and then only the most likely ones (the full vocabulary only if they hold too little mass).
+    """
     if temperature <= 0.0:
         return int(np.argmax(logits))
     x = logits.astype(np.float64) / temperature
-    order = np.argsort(-x, kind="stable")
-    if top_k > 0:
-        order = order[:top_k]
-    z = x[order] - x[order[0]]
-    p = np.exp(z)
-    p /= p.sum()
+    if top_k <= 0 and top_p >= 1.0:
+        p = np.exp(x - x.max())
+        cdf = np.cumsum(p)
+        return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+    p_all = np.exp(x - x.max())
+    p_all /= p_all.sum()
+    k = top_k if top_k > 0 else min(len(x), SORT_CANDIDATES)
+    order = np.argpartition(-x, k - 1)[:k] if k < len(x) else np.arange(len(x))
+    order = order[np.argsort(-x[order], kind="stable")]
+    if top_k <= 0 and p_all[order].sum() < top_p:
+        order = np.argsort(-x, kind="stable")  # the nucleus reaches past the candidates
+    p = p_all[order]
     if top_p < 1.0:
-        keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
-        p = p[:keep] / p[:keep].sum()
-        order = order[:keep]
+        keep = int(np.searchsorted(np.cumsum(p), top_p * p.sum()) + 1)
+        p, order = p[:keep], order[:keep]
     cdf = np.cumsum(p)
     return int(order[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(order) - 1)])
 
@@ -68,6 +79,17 @@ class Runtime(ABC):
 
     def _close(self) -> None:
         """Release native resources."""
+
+    # Optional: decode several continuations of one prompt as one batch (weights read once per step).
+    batched = False
+
+    def _fork(self, n: int) -> None:
+        """Turn the current single sequence into ``n`` identical sequences."""
+        raise NotImplementedError
+
+    def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
+        """Append one token to each of the forked sequences; return their logits [n, n_vocab]."""
+        raise NotImplementedError
 
     # --- shared behaviour ------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -121,12 +143,13 @@ class Runtime(ABC):
             self._check_open()
             self._reset()
             logits = self._eval(ids, all_logits=False)[-1]
-            for _ in range(max_new_tokens):
+            for k in range(max_new_tokens):
                 tok = sample_token(logits, rng, temperature, top_k, top_p)
                 if tok == self.tokenizer.eos_id:
                     return
                 yield tok
-                logits = self._eval([tok], all_logits=False)[-1]
+                if k < max_new_tokens - 1:
+                    logits = self._eval([tok], all_logits=False)[-1]
 
     def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = ()) -> Iterator[str]:
@@ -160,7 +183,41 @@ class Runtime(ABC):
         if not 1 <= n <= 64:
             raise SlmkitError(f"n must be between 1 and 64, got {n}")
         seed = kwargs.pop("seed", 0)
+        if self.batched:
+            return self._generate_batch(prompt, n, seed, **kwargs)
         return ["".join(self.stream(prompt, seed=None if seed is None else seed + i, **kwargs)) for i in range(n)]
+
+    def _generate_batch(self, prompt: str | Sequence[int], n: int, seed: int | None, *, max_new_tokens: int = 64,
+                        temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                        stop: Sequence[str] = ()) -> list[str]:
+        """n candidates decoded as one batch; candidate i samples with seed + i."""
+        ids = self._ids(prompt)
+        if not 1 <= max_new_tokens <= self.n_ctx or len(ids) + max_new_tokens > self.n_ctx:
+            raise SlmkitError(f"prompt of {len(ids)} tokens plus max_new_tokens {max_new_tokens} exceeds "
+                              f"the context of {self.n_ctx} tokens")
+        rngs = [np.random.default_rng(None if seed is None else seed + i) for i in range(n)]
+        eos = self.tokenizer.eos_id
+        outs: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        with self._lock:
+            self._check_open()
+            self._reset()
+            first = self._eval(ids, all_logits=False)[-1]
+            self._fork(n)
+            logits = np.repeat(first[None], n, axis=0)
+            for k in range(max_new_tokens):
+                step = []
+                for i in range(n):
+                    tok = eos if done[i] else sample_token(logits[i], rngs[i], temperature, top_k, top_p)
+                    done[i] = done[i] or tok == eos
+                    if not done[i]:
+                        outs[i].append(tok)
+                    step.append(tok)
+                if all(done) or k == max_new_tokens - 1:
+                    break
+                logits = self._eval_batch(step)
+        texts = [self.tokenizer.decode(o) for o in outs]
+        return [t[: min((t.find(s) for s in stop if s and s in t), default=len(t))] for t in texts]
 
     def close(self) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ class OnnxRuntime(Runtime):
     """Runs a GPT-2 ONNX model (with KV cache, as slmkit exports it) through onnxruntime."""
 
     backend = "onnxruntime"
+    batched = True
 
     def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None,
                  optimization: str = "all"):
@@ -71,14 +72,27 @@ class OnnxRuntime(Runtime):
         self._len = 0
 
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
+        logits = self._run(np.array([ids], np.int64))[0]
+        return logits if all_logits else logits[-1:]
+
+    def _fork(self, n: int) -> None:
+        import onnxruntime as ort
+
+        self._past = [ort.OrtValue.ortvalue_from_numpy(np.repeat(p.numpy(), n, axis=0)) for p in self._past]
+
+    def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
+        return self._run(np.array(tokens, np.int64)[:, None])[:, -1]
+
+    def _run(self, input_ids: np.ndarray) -> np.ndarray:
+        """One forward step over [batch, n] new tokens; keeps the presents as the next past."""
         # I/O binding keeps the KV cache in onnxruntime's own buffers between steps (no numpy copies).
-        n = len(ids)
+        batch, n = input_ids.shape
         if self._len + n > self.n_ctx:
             raise SlmkitError(f"sequence of {self._len + n} tokens exceeds the context of {self.n_ctx}")
         io = self._session.io_binding()
-        io.bind_cpu_input("input_ids", np.array([ids], np.int64))
-        io.bind_cpu_input("attention_mask", np.ones((1, self._len + n), np.int64))
-        io.bind_cpu_input("position_ids", np.arange(self._len, self._len + n, dtype=np.int64)[None])
+        io.bind_cpu_input("input_ids", input_ids)
+        io.bind_cpu_input("attention_mask", np.ones((batch, self._len + n), np.int64))
+        io.bind_cpu_input("position_ids", np.repeat(np.arange(self._len, self._len + n, dtype=np.int64)[None], batch, 0))
         for i in range(self._layers):
             io.bind_ortvalue_input(f"past_key_values.{i}.key", self._past[2 * i])
             io.bind_ortvalue_input(f"past_key_values.{i}.value", self._past[2 * i + 1])
@@ -88,8 +102,7 @@ class OnnxRuntime(Runtime):
         out = io.get_outputs()
         self._past = list(out[1:])
         self._len += n
-        logits = out[0].numpy()[0]
-        return logits if all_logits else logits[-1:]
+        return out[0].numpy()
 
     def _close(self) -> None:
         self._session = None
