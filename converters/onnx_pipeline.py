@@ -66,6 +66,7 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
     finally:
         if not keep_fp32:
             source.unlink(missing_ok=True)
+            source.with_name(source.name + ".data").unlink(missing_ok=True)
     if keep_fp32:
         entries[fp32.name]["bits_per_weight"] = round(8 * fp32.stat().st_size / folder.n_params, 3)
     target = write_genai_config(folder, out, {e["quant"]: name for name, e in entries.items()})

@@ -7,6 +7,8 @@ int4 keeps the output head at 8 bits by default (an int4 head is known to cause 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +16,14 @@ import numpy as np
 
 from slmkit.converters.output import parse_type_list
 from slmkit.errors import SlmkitError
-from slmkit.files import atomic_path
+from slmkit.files import TMP_PREFIX, atomic_path, sha256_file
 from slmkit.model_folder import ModelFolder
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 DEFAULT_PRECISIONS = ("int8", "int4")
 HEAD_NODE = "lm_head_MatMul"
 EMBEDDINGS = ("int8", "int4", "shared", "fp32")
-MAX_PROTO = 2_000_000_000  # protobuf's 2 GB limit
+MAX_PROTO = 2_000_000_000  # protobuf's 2 GB limit: larger models keep their weights in DIR/<file>.data
 
 
 @dataclass
@@ -50,13 +52,32 @@ def parse_precisions(spec: str) -> list[str]:
     return parse_type_list(spec, PRECISIONS, "ONNX precision")
 
 
-def _save(model, dest: Path) -> None:
+def is_large(model) -> bool:
+    """Whether a model must keep its weights as external data (protobuf cannot hold 2 GB)."""
+    return model.ByteSize() > MAX_PROTO
+
+
+def _save(model, dest: Path) -> dict:
+    """Write ``dest`` atomically, its weights in ``dest.data`` when the model passes 2 GB; returns the
+    manifest fields of the external data file (none for a single file)."""
     import onnx
 
-    if model.ByteSize() > MAX_PROTO:
-        raise SlmkitError(f"{dest.name}: models over 2 GB (external data) are not supported yet")
-    with atomic_path(dest) as tmp:
-        onnx.save(model, str(tmp))
+    if not is_large(model):
+        with atomic_path(dest) as tmp:
+            onnx.save(model, str(tmp))
+        return {}
+    data = dest.with_name(dest.name + ".data")
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=dest.parent) as d:
+        tmp_model = Path(d) / dest.name
+        onnx.save(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=data.name, size_threshold=1024)
+        try:
+            os.replace(Path(d) / data.name, data)  # the data first: the model file names it
+            os.replace(tmp_model, dest)
+        except OSError as e:
+            raise SlmkitError(f"could not write {dest}: {e.strerror or e}") from None
+    return {"external_data": data.name, "external_data_bytes": data.stat().st_size,
+            "external_data_sha256": sha256_file(data)}
 
 
 def _int8(model, op_types: tuple[str, ...] = ("MatMul", "Gather")):
@@ -65,14 +86,15 @@ def _int8(model, op_types: tuple[str, ...] = ("MatMul", "Gather")):
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    large = is_large(model)
     with tempfile.TemporaryDirectory() as d:
         src, out = Path(d) / "in.onnx", Path(d) / "out.onnx"
-        onnx.save(model, str(src))
+        onnx.save(model, str(src), save_as_external_data=large, location="in.onnx.data")
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # quantize_dynamic warns on the root logger
         try:
             quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
-                             per_channel=True, extra_options={"DefaultTensorType": 1})
+                             per_channel=True, extra_options={"DefaultTensorType": 1}, use_external_data_format=large)
         finally:
             root.setLevel(level)
         return onnx.load(str(out))
@@ -160,5 +182,5 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
         settings.update(weights="int4 MatMulNBits, symmetric", block_size=opts.block_size,
                         accuracy_level=opts.accuracy_level, head_bits=opts.head_bits, embedding=opts.embedding)
     set_metadata(model, folder, settings)
-    _save(model, dest)
+    settings.update(_save(model, dest))
     return settings

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
-from slmkit.files import atomic_path, clean_stale_temps, sha256_file
+from slmkit.files import TMP_PREFIX, atomic_path, clean_stale_temps, sha256_file
 from slmkit.model_folder import ModelFolder
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -45,4 +45,4 @@ def prepare_output(folder: ModelFolder, out: Path, unquantized: Path, keep: bool
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out)
     copy_tokenizer(folder, out)
-    return unquantized if keep else out / f".slmkit-source-{unquantized.name}"
+    return unquantized if keep else out / f"{TMP_PREFIX}source-{unquantized.name}"

@@ -196,3 +196,24 @@ def small_onnx_pair(tmp_path_factory):
                                  "shared", "--out", str(out / "x")])
     assert r.exit_code == 1 and "needs a 4-bit head" in r.output
     return out / "s" / f"{folder.name}-int4.onnx", out / "e" / f"{folder.name}-int4.onnx"
+
+
+def test_models_past_2gb_keep_weights_as_external_data(tiny_demo, tmp_path, monkeypatch):
+    from slmkit.converters import onnx_quantize
+
+    monkeypatch.setattr(onnx_quantize, "MAX_PROTO", 10_000)  # make the tiny model "large"
+    quantize_ok(tiny_demo, tmp_path, "--format", "onnx", "--quant", "fp32,int8,int4")
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    for p in ("fp32", "int8", "int4"):
+        e = m["artifacts"][f"{tiny_demo.name}-{p}.onnx"]
+        data = tmp_path / e["external_data"]
+        assert data.is_file() and e["external_data_sha256"] == sha256_file(data)
+        assert (tmp_path / f"{tiny_demo.name}-{p}.onnx").stat().st_size < 100_000
+    ref = ReferenceRuntime(tiny_demo, threads=1)
+    with OnnxRuntime(tmp_path / f"{tiny_demo.name}-fp32.onnx", threads=1) as rt:
+        assert np.abs(rt.score("a cozy cabin") - ref.score("a cozy cabin")).max() < 1e-4
+    assert not list(tmp_path.glob(".slmkit-*"))
+    quantize_ok(tiny_demo, tmp_path / "q", "--format", "onnx", "--quant", "int8")  # the fp32 source is temporary
+    assert sorted(p.name for p in (tmp_path / "q").glob("*.onnx*")) == [f"{tiny_demo.name}-int8.onnx",
+                                                                         f"{tiny_demo.name}-int8.onnx.data"]
+    assert not list((tmp_path / "q").glob(".slmkit-*"))

@@ -51,10 +51,15 @@ def write_text_atomic(final: Path, text: str) -> None:
 
 
 def clean_stale_temps(folder: Path) -> int:
-    """Remove temporary files an interrupted run left behind; returns how many."""
+    """Remove temporary files and folders an interrupted run left behind; returns how many."""
+    import shutil
+
     n = 0
     for p in Path(folder).glob(TMP_PREFIX + "*"):
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
         n += 1
     return n
 
