@@ -94,13 +94,19 @@ class Runtime(ABC):
     # --- shared behaviour ------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
         if not isinstance(text, str):
-            raise SlmkitError(f"expected text, got {type(text).__name__}")
+            raise SlmkitError(f"expected text (str), got {type(text).__name__}; decode bytes as UTF-8 first")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SlmkitError("input is not valid UTF-8 text (it holds lone surrogate characters)") from None
         return self.tokenizer.encode(text)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
     def _ids(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        if isinstance(text_or_ids, (bytes, bytearray, memoryview)):
+            raise SlmkitError("expected text (str) or token ids, got bytes; decode them as UTF-8 first")
         ids = self.tokenize(text_or_ids) if isinstance(text_or_ids, str) else [int(i) for i in text_or_ids]
         if not ids:
             raise SlmkitError("empty input")
@@ -130,14 +136,21 @@ class Runtime(ABC):
         lp = log_softmax(self.score(ids)[:-1])
         return lp[np.arange(len(ids) - 1), ids[1:]]
 
-    def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
-                      top_p: float, seed: int | None) -> Iterator[int]:
+    def _prompt_ids(self, prompt: str | Sequence[int], max_new_tokens: int, truncate: bool) -> list[int]:
+        """Prompt ids checked against the context; ``truncate`` keeps the most recent tokens that fit."""
         ids = self._ids(prompt)
-        if not 1 <= max_new_tokens <= self.n_ctx:
-            raise SlmkitError(f"max_new_tokens must be between 1 and {self.n_ctx}, got {max_new_tokens}")
+        if not 1 <= max_new_tokens <= self.n_ctx - 1:
+            raise SlmkitError(f"max_new_tokens must be between 1 and {self.n_ctx - 1}, got {max_new_tokens}")
         if len(ids) + max_new_tokens > self.n_ctx:
+            if truncate:
+                return ids[len(ids) + max_new_tokens - self.n_ctx:]
             raise SlmkitError(f"prompt of {len(ids)} tokens plus max_new_tokens {max_new_tokens} exceeds "
-                              f"the context of {self.n_ctx} tokens")
+                              f"the context of {self.n_ctx} tokens (pass truncate=True to keep its last tokens)")
+        return ids
+
+    def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
+                      top_p: float, seed: int | None, truncate: bool = False) -> Iterator[int]:
+        ids = self._prompt_ids(prompt, max_new_tokens, truncate)
         rng = np.random.default_rng(seed)
         with self._lock:
             self._check_open()
@@ -152,16 +165,20 @@ class Runtime(ABC):
                     logits = self._eval([tok], all_logits=False)[-1]
 
     def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = ()) -> Iterator[str]:
-        """Generated text in pieces, as tokens complete whole UTF-8 characters."""
-        out: list[int] = []
-        sent = ""
+               top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = (),
+               truncate: bool = False) -> Iterator[str]:
+        """Generated text in pieces, as tokens complete whole UTF-8 characters. A prompt too long for the
+        context is an error unless ``truncate`` (then its oldest tokens are dropped)."""
+        text, sent = "", ""
+        window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
         hold = max((len(s) for s in stop if s), default=1) - 1  # text that may still become a stop string
-        for tok in self._token_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed):
-            out.append(tok)
-            text = self.tokenizer.decode(out)
-            if text.endswith("\ufffd"):
-                continue  # a multi-byte character is not complete yet
+        for tok in self._token_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, truncate):
+            window.append(tok)
+            piece = self.tokenizer.decode(window)  # byte-level BPE: pieces decode independently
+            if piece.endswith("\ufffd"):
+                continue
+            window = []
+            text += piece
             cut = min((text.find(s) for s in stop if s and s in text), default=-1)
             if cut >= 0:
                 if cut > len(sent):
@@ -171,7 +188,7 @@ class Runtime(ABC):
             if safe > len(sent):
                 yield text[len(sent):safe]
                 sent = text[:safe]
-        text = self.tokenizer.decode(out)
+        text += self.tokenizer.decode(window) if window else ""
         if len(text) > len(sent):
             yield text[len(sent):]
 
@@ -189,12 +206,9 @@ class Runtime(ABC):
 
     def _generate_batch(self, prompt: str | Sequence[int], n: int, seed: int | None, *, max_new_tokens: int = 64,
                         temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                        stop: Sequence[str] = ()) -> list[str]:
+                        stop: Sequence[str] = (), truncate: bool = False) -> list[str]:
         """n candidates decoded as one batch; candidate i samples with seed + i."""
-        ids = self._ids(prompt)
-        if not 1 <= max_new_tokens <= self.n_ctx or len(ids) + max_new_tokens > self.n_ctx:
-            raise SlmkitError(f"prompt of {len(ids)} tokens plus max_new_tokens {max_new_tokens} exceeds "
-                              f"the context of {self.n_ctx} tokens")
+        ids = self._prompt_ids(prompt, max_new_tokens, truncate)
         rngs = [np.random.default_rng(None if seed is None else seed + i) for i in range(n)]
         eos = self.tokenizer.eos_id
         outs: list[list[int]] = [[] for _ in range(n)]

@@ -10,9 +10,9 @@ from slmkit.cli import cli
 from slmkit.synthetic import write_random_gpt2
 
 
-def quantize_ok(folder: Path, out: Path, *args: str) -> str:
+def quantize_ok(folder: Path | None, out: Path, *args: str) -> str:
     """Run ``slmkit quantize FOLDER --out OUT ARGS`` through click; assert success; return its output."""
-    r = CliRunner().invoke(cli, ["quantize", str(folder), "--out", str(out), "--threads", "1", *args])
+    r = CliRunner().invoke(cli, ["quantize", *([str(folder)] if folder else []), "--out", str(out), "--threads", "1", *args])
     assert r.exit_code == 0, r.output
     return r.output
 

@@ -113,4 +113,4 @@ def test_batched_candidates_equal_sequential_ones(artifacts):
         # int4 with int8 activations quantizes each step over the whole batch: allow rare near-tie flips
         assert sum(a == b for a, b in zip(batched, sequential)) >= 3
         with pytest.raises(SlmkitError, match="exceeds the context"):
-            rt.generate(p, n=2, max_new_tokens=rt.n_ctx)
+            rt.generate(p, n=2, max_new_tokens=rt.n_ctx - 5)

@@ -75,7 +75,7 @@ def test_context_and_argument_errors(ref):
         ref.generate(" a" * 250, max_new_tokens=10)
     with pytest.raises(SlmkitError, match="longer than the context"):
         ref.score(list(range(300)))
-    with pytest.raises(SlmkitError, match="max_new_tokens must be between 1 and 256"):
+    with pytest.raises(SlmkitError, match="max_new_tokens must be between 1 and 255"):
         ref.generate("hi", max_new_tokens=0)
     with pytest.raises(SlmkitError, match="empty input"):
         ref.generate("")
