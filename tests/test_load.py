@@ -67,6 +67,15 @@ def test_load_verifies_sha256(artifacts, tmp_path):
         load(victim, verify=False)
 
 
+def test_generate_command_errors(artifacts, tmp_path):
+    r = CliRunner().invoke(cli, ["generate", str(artifacts)])
+    assert r.exit_code == 1 and "missing INTENT" in r.output
+    r = CliRunner().invoke(cli, ["generate", str(tmp_path), "x"])
+    assert r.exit_code == 1 and "neither an artifact folder" in r.output
+    r = CliRunner().invoke(cli, ["generate", str(tmp_path / "no.gguf"), "x"])
+    assert r.exit_code == 1 and "no such GGUF file" in r.output
+
+
 def test_generate_command(artifacts):
     r = CliRunner().invoke(cli, ["generate", str(artifacts), "cozy cabin wallpaper", "--task", "search", "-n", "3",
                                  "--max-new-tokens", "8", "--json"])

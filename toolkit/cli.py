@@ -143,6 +143,7 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
              as_json: bool, no_verify: bool) -> None:
     """Generate prompts for an intent with a model or artifact (the demo model when omitted)."""
     import time
+    from pathlib import Path
 
     from slmkit.loader import load
     from slmkit.prompts import build_prompt
@@ -150,6 +151,8 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
     if len(args) > 2:
         raise SlmkitError("expected [ARTIFACT_OR_MODEL] INTENT (quote an intent of several words)")
     target, intent = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    if target is None and Path(intent).exists():
+        raise SlmkitError(f"missing INTENT after {intent} (usage: slmkit generate [ARTIFACT_OR_MODEL] INTENT)")
     prompt = build_prompt(intent, task, length, relevance)
     opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
     with load(target, device=device, verify=not no_verify) as rt:

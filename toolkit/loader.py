@@ -37,6 +37,9 @@ def load(path: str | Path | None = None, device: str = "cpu", threads: int | Non
     if target is not None and target.is_dir() and (target / MANIFEST).is_file():
         target, entry = pick_artifact(target, profile)
         expected = entry["sha256"]
+    elif target is not None and target.is_dir() and not (target / "config.json").is_file():
+        raise SlmkitError(f"{target}: neither an artifact folder (no {MANIFEST}) nor a Hugging Face model folder "
+                          "(no config.json)")
     elif target is not None and target.is_file() and (target.parent / MANIFEST).is_file():
         expected = read_manifest(target.parent).get("artifacts", {}).get(target.name, {}).get("sha256")
     if verify and expected and sha256_file(target) != expected:
