@@ -83,8 +83,9 @@ class Runtime(ABC):
     # Optional: decode several continuations of one prompt as one batch (weights read once per step).
     batched = False
 
-    def _fork(self, n: int) -> None:
-        """Turn the current single sequence into ``n`` identical sequences."""
+    def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
+        """Turn the current single sequence (``prompt``, already evaluated) into ``n`` identical sequences
+        that will grow to ``length`` tokens."""
         raise NotImplementedError
 
     def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
@@ -217,7 +218,7 @@ class Runtime(ABC):
             self._check_open()
             self._reset()
             first = self._eval(ids, all_logits=False)[-1]
-            self._fork(n)
+            self._fork(n, ids, len(ids) + max_new_tokens)
             logits = np.repeat(first[None], n, axis=0)
             for k in range(max_new_tokens):
                 step = []

@@ -37,6 +37,7 @@ class LlamaCppRuntime(Runtime):
     """Runs a GPT-2 GGUF file through llama.cpp."""
 
     backend = "llama.cpp"
+    batched = True
 
     def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None):
         path = Path(path)
@@ -53,6 +54,7 @@ class LlamaCppRuntime(Runtime):
                                         verbose=False)
         except (ValueError, RuntimeError) as e:
             raise SlmkitError(f"{path}: llama.cpp could not load the file ({e})") from None
+        self._multi = None
         if self._llm.n_vocab() != len(tokenizer.vocab()) and self._llm.n_vocab() < tokenizer.vocab_size:
             raise SlmkitError(f"{path}: tokenizer ({tokenizer.vocab_size} tokens) does not match the model "
                               f"({self._llm.n_vocab()})")
@@ -88,7 +90,56 @@ class LlamaCppRuntime(Runtime):
             rows = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(vocab,))[None]
         return np.array(rows, dtype=np.float32, copy=True)
 
+    def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
+        # A second llama.cpp context holds the n sequences (n_seq_max = n, each with room for `length`
+        # tokens): the prompt is prefilled once as sequence 0 and its KV cache copied to the others.
+        import llama_cpp
+        from llama_cpp import _internals
+
+        llm = self._llm
+        cells = -(-length // 256) * 256
+        if self._multi is None or self._multi[2] < n or self._multi[3] < cells:
+            self._close_multi()
+            params = llama_cpp.llama_context_default_params()
+            for field in ("n_threads", "n_threads_batch", "type_k", "type_v", "flash_attn_type"):
+                if hasattr(llm.context_params, field):
+                    setattr(params, field, getattr(llm.context_params, field))
+            params.n_seq_max, params.n_ctx, params.kv_unified = n, n * cells, True  # seq_cp needs one buffer
+            params.n_batch = params.n_ubatch = max(len(prompt), n)
+            from llama_cpp._utils import suppress_stdout_stderr
+
+            with suppress_stdout_stderr(disable=False):  # llama.cpp logs the per-sequence context here
+                ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+            batch = _internals.LlamaBatch(n_tokens=max(self.n_ctx, n), embd=0, n_seq_max=n, verbose=False)
+            self._multi = (ctx, batch, n, cells)
+        ctx, batch = self._multi[0], self._multi[1]
+        ctx.kv_cache_clear()
+        batch.set_batch(batch=list(prompt), n_past=0, logits_all=False)
+        ctx.decode(batch)
+        for seq in range(1, n):
+            ctx.kv_cache_seq_cp(0, seq, 0, len(prompt))
+        self._multi_pos = len(prompt)
+
+    def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
+        ctx, batch = self._multi[0], self._multi[1]
+        b = batch.batch
+        b.n_tokens = len(tokens)
+        for i, tok in enumerate(tokens):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, self._multi_pos, 1, True
+            b.seq_id[i][0] = i
+        ctx.decode(batch)
+        self._multi_pos += 1
+        vocab = self._llm.n_vocab()
+        return np.stack([np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(vocab,)) for i in range(len(tokens))])
+
+    def _close_multi(self) -> None:
+        if getattr(self, "_multi", None) is not None:
+            self._multi[1].close()
+            self._multi[0].close()
+        self._multi = None
+
     def _close(self) -> None:
+        self._close_multi()
         self._llm.close()
         self._llm = None
 

@@ -75,7 +75,7 @@ class OnnxRuntime(Runtime):
         logits = self._run(np.array([ids], np.int64))[0]
         return logits if all_logits else logits[-1:]
 
-    def _fork(self, n: int) -> None:
+    def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
         import onnxruntime as ort
 
         self._past = [ort.OrtValue.ortvalue_from_numpy(np.repeat(p.numpy(), n, axis=0)) for p in self._past]

@@ -111,15 +111,17 @@ def test_n_candidates_are_seeded(artifacts):
             rt.generate("x", n=0)
 
 
-def test_batched_candidates_equal_sequential_ones(artifacts):
-    with load(next(artifacts.glob("*-int4.onnx")).parent / next(artifacts.glob("*-int4.onnx")).name) as rt:
+@pytest.mark.parametrize("kind", ["int4.onnx", "Q8_0.gguf"])
+def test_batched_candidates_equal_sequential_ones(artifacts, kind):
+    with load(next(artifacts.glob(f"*-{kind}"))) as rt:
         assert rt.batched
         p = "<|task:t2i|><|len:long|><|rel:high|>cozy cabin wallpaper<|out|>"
         batched = rt.generate(p, n=4, temperature=1.0, seed=7, max_new_tokens=12, stop=["zzz"])
         rt.batched = False
         sequential = rt.generate(p, n=4, temperature=1.0, seed=7, max_new_tokens=12, stop=["zzz"])
         assert len(batched) == 4 and len(set(batched)) > 1
-        # int4 with int8 activations quantizes each step over the whole batch: allow rare near-tie flips
+        # batch shapes change the arithmetic (int8 activations are quantized over the whole batch):
+        # allow rare near-tie flips
         assert sum(a == b for a, b in zip(batched, sequential)) >= 3
         with pytest.raises(SlmkitError, match="exceeds the context"):
             rt.generate(p, n=2, max_new_tokens=rt.n_ctx - 5)
