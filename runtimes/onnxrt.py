@@ -58,6 +58,7 @@ class OnnxRuntime(Runtime):
         n_positions = int(meta["slmkit.n_positions"])
         tokenizer = TextTokenizer.from_folder(path.parent)
         self._outputs = ["logits"] + [f"present.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
+        self._past_names = [f"past_key_values.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
         self._past: list[np.ndarray] = []
         self._len = 0
         super().__init__(tokenizer, min(n_ctx or n_positions, n_positions),
@@ -65,10 +66,7 @@ class OnnxRuntime(Runtime):
                           **json.loads(meta.get("slmkit.settings", "{}")), "sha256": sha256_file(path)})
 
     def _reset(self) -> None:
-        import onnxruntime as ort
-
-        empty = ort.OrtValue.ortvalue_from_numpy(np.zeros((1, self._heads, 0, self._head_dim), np.float32))
-        self._past = [empty] * (2 * self._layers)
+        self._past = [np.zeros((1, self._heads, 0, self._head_dim), np.float32)] * (2 * self._layers)
         self._len = 0
 
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
@@ -76,33 +74,25 @@ class OnnxRuntime(Runtime):
         return logits if all_logits else logits[-1:]
 
     def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
-        import onnxruntime as ort
-
-        self._past = [ort.OrtValue.ortvalue_from_numpy(np.repeat(p.numpy(), n, axis=0)) for p in self._past]
+        self._past = [np.repeat(p, n, axis=0) for p in self._past]
 
     def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
         return self._run(np.array(tokens, np.int64)[:, None])[:, -1]
 
     def _run(self, input_ids: np.ndarray) -> np.ndarray:
         """One forward step over [batch, n] new tokens; keeps the presents as the next past."""
-        # I/O binding keeps the KV cache in onnxruntime's own buffers between steps (no numpy copies).
+        # Plain session.run with numpy feeds: measured faster here than I/O binding or OrtValue feeds,
+        # for the demo model and the 124M shape alike.
         batch, n = input_ids.shape
         if self._len + n > self.n_ctx:
             raise SlmkitError(f"sequence of {self._len + n} tokens exceeds the context of {self.n_ctx}")
-        io = self._session.io_binding()
-        io.bind_cpu_input("input_ids", input_ids)
-        io.bind_cpu_input("attention_mask", np.ones((batch, self._len + n), np.int64))
-        io.bind_cpu_input("position_ids", np.repeat(np.arange(self._len, self._len + n, dtype=np.int64)[None], batch, 0))
-        for i in range(self._layers):
-            io.bind_ortvalue_input(f"past_key_values.{i}.key", self._past[2 * i])
-            io.bind_ortvalue_input(f"past_key_values.{i}.value", self._past[2 * i + 1])
-        for name in self._outputs:
-            io.bind_output(name, "cpu")
-        self._session.run_with_iobinding(io)
-        out = io.get_outputs()
-        self._past = list(out[1:])
+        feed = {"input_ids": input_ids, "attention_mask": np.ones((batch, self._len + n), np.int64),
+                "position_ids": np.repeat(np.arange(self._len, self._len + n, dtype=np.int64)[None], batch, 0)}
+        feed.update(zip(self._past_names, self._past))
+        out = self._session.run(self._outputs, feed)
+        self._past = out[1:]
         self._len += n
-        return out[0].numpy()
+        return out[0]
 
     def _close(self) -> None:
         self._session = None
