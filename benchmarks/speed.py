@@ -24,12 +24,12 @@ PROMPT_TOKENS = 128
 DECODE_TOKENS = 64
 
 
-def worker(kind: str, path: str, threads: int, reps: int) -> dict:
+def worker(kind: str, path: str, threads: int, reps: int, device: str = "cpu") -> dict:
     """Measure one runtime in this process."""
-    from slmkit.runtimes import open_runtime
+    from slmkit.loader import load
 
     t0 = time.perf_counter()
-    rt = open_runtime(path, threads=threads)
+    rt = load(path, device=device, threads=threads)
     load = time.perf_counter() - t0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rng = np.random.default_rng(0)
@@ -52,16 +52,17 @@ def worker(kind: str, path: str, threads: int, reps: int) -> dict:
             decode.extend(steps)
     rt.close()
     d = np.array(decode) * 1000
-    return {"kind": kind, "path": path, "threads": threads, "load_s": load, "rss_after_load_mb": rss_loaded,
+    return {"kind": kind, "path": path, "threads": threads, "profile": device, "load_s": load, "rss_after_load_mb": rss_loaded,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "prefill_ms": 1000 * float(np.median(prefill)), "decode_ms_p50": float(np.median(d)),
             "decode_ms_p95": float(np.percentile(d, 95)), "decode_tok_s": 1000 / float(np.median(d))}
 
 
-def run_worker(kind: str, path: str, threads: int, reps: int) -> dict:
+def run_worker(kind: str, path: str, threads: int, reps: int, device: str = "cpu") -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     p = subprocess.run([sys.executable, "-m", "slmkit.benchmarks.speed", "--worker", kind, path,
-                        "--threads", str(threads), "--reps", str(reps)], capture_output=True, text=True, env=env)
+                        "--threads", str(threads), "--reps", str(reps), "--device", device],
+                       capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{kind} {path} failed: {p.stderr.strip().splitlines()[-1:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -72,13 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("artifacts", nargs="?", help="artifact folder with manifest.json")
     ap.add_argument("--model", default=None, help="source GPT-2 folder for the transformers baseline")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="device profile recorded with every result")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best round per artifact is kept")
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.threads, args.reps)))
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.threads, args.reps, args.device)))
         return
 
     folder = Path(args.artifacts)
@@ -90,13 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for label, kind, path, size in jobs:
-            r = run_worker(kind, path, args.threads, args.reps)
+            r = run_worker(kind, path, args.threads, args.reps, args.device)
             r["bytes"] = size
             if label not in best or r["decode_ms_p50"] < best[label]["decode_ms_p50"]:
                 best[label] = r
             print(f"  {label}: decode {r['decode_ms_p50']:.2f} ms/token", file=sys.stderr, flush=True)
     base = best["transformers fp32"]
-    print(f"\n{manifest['source']['name']}, {args.threads} threads, prompt {PROMPT_TOKENS} tokens, "
+    print(f"\n{manifest['source']['name']}, profile {args.device}, {args.threads} threads, prompt {PROMPT_TOKENS} tokens, "
           f"{DECODE_TOKENS} decode steps x {args.reps} reps, best of {args.rounds} interleaved rounds\n")
     print("| runtime | file MiB | load s | peak RSS MiB | prefill ms | decode ms/tok p50 | p95 | tok/s | × baseline |")
     print("|---|---|---|---|---|---|---|---|---|")
