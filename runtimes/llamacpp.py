@@ -58,7 +58,8 @@ class LlamaCppRuntime(Runtime):
         if self._llm.n_vocab() != len(tokenizer.vocab()) and self._llm.n_vocab() < tokenizer.vocab_size:
             raise SlmkitError(f"{path}: tokenizer ({tokenizer.vocab_size} tokens) does not match the model "
                               f"({self._llm.n_vocab()})")
-        super().__init__(tokenizer, n_ctx, {"format": "gguf", "file": str(path), "threads": threads,
+        super().__init__(tokenizer, n_ctx, {"format": "gguf", "quant": _quant_name(meta.file_type),
+                                            "file": str(path), "threads": threads,
                                             "tensor_types": _type_counts(meta.tensor_types),
                                             "bits_per_weight": round(meta.bits_per_weight, 3),
                                             "sha256": sha256_file(path)})
@@ -142,6 +143,17 @@ class LlamaCppRuntime(Runtime):
         self._close_multi()
         self._llm.close()
         self._llm = None
+
+
+def _quant_name(file_type: int | None) -> str | None:
+    """'q4_k_m' for llama.cpp's MOSTLY_Q4_K_M file type (None when the file does not say)."""
+    import gguf
+
+    try:
+        name = gguf.LlamaFileType(int(file_type)).name
+    except (TypeError, ValueError):
+        return None
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
 
 
 def _type_counts(types: dict[str, str]) -> dict[str, int]:

@@ -61,9 +61,10 @@ class OnnxRuntime(Runtime):
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
         self._past: list[np.ndarray] = []
         self._len = 0
+        settings = json.loads(meta.get("slmkit.settings", "{}"))
         super().__init__(tokenizer, min(n_ctx or n_positions, n_positions),
-                         {"format": "onnx", "file": str(path), "threads": threads, "optimization": optimization,
-                          **json.loads(meta.get("slmkit.settings", "{}")), "sha256": sha256_file(path)})
+                         {"format": "onnx", "quant": settings.get("precision"), "file": str(path), "threads": threads,
+                          "optimization": optimization, **settings, "sha256": sha256_file(path)})
 
     def _reset(self) -> None:
         self._past = [np.zeros((1, self._heads, 0, self._head_dim), np.float32)] * (2 * self._layers)

@@ -76,6 +76,16 @@ def test_generate_command_errors(artifacts, tmp_path):
     assert r.exit_code == 1 and "no such GGUF file" in r.output
 
 
+@pytest.mark.parametrize("kind", ["Q8_0.gguf", "int4.onnx", "model folder"])
+def test_generate_from_each_kind(artifacts, tiny_demo, kind):
+    target = str(tiny_demo) if kind == "model folder" else str(next(artifacts.glob(f"*-{kind}")))
+    r = CliRunner().invoke(cli, ["generate", target, "cozy cabin wallpaper", "--max-new-tokens", "5", "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)["runtime"]
+    assert info["quant"] == {"Q8_0.gguf": "q8_0", "int4.onnx": "int4", "model folder": "fp16"}[kind]
+    assert info["profile"] == "cpu" and info["backend"] in ("llama.cpp", "onnxruntime", "transformers")
+
+
 def test_generate_command(artifacts):
     r = CliRunner().invoke(cli, ["generate", str(artifacts), "cozy cabin wallpaper", "--task", "search", "-n", "3",
                                  "--max-new-tokens", "8", "--json"])
