@@ -8,6 +8,7 @@ unless ``embedding_type`` overrides it.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,7 @@ class QuantResult:
     bits_per_weight: float
 
     def summary(self) -> dict:
-        counts: dict[str, int] = {}
-        for t in self.tensor_types.values():
-            counts[t] = counts.get(t, 0) + 1
-        return {"tensor_types": counts, "embedding_type": self.embedding_type,
+        return {"tensor_types": dict(Counter(self.tensor_types.values())), "embedding_type": self.embedding_type,
                 "position_embedding_type": self.tensor_types.get("position_embd.weight"),
                 "fallbacks": self.fallbacks, "bits_per_weight": round(self.bits_per_weight, 3)}
 

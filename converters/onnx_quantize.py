@@ -69,9 +69,9 @@ def _save(model, dest: Path) -> dict:
     data = dest.with_name(dest.name + ".data")
     with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=dest.parent) as d:
         tmp_model = Path(d) / dest.name
-        onnx.save(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=data.name, size_threshold=1024)
         try:
+            onnx.save(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=data.name, size_threshold=1024)
             os.replace(Path(d) / data.name, data)  # the data first: the model file names it
             os.replace(tmp_model, dest)
         except OSError as e:
@@ -81,8 +81,6 @@ def _save(model, dest: Path) -> dict:
 
 
 def _int8(model, op_types: tuple[str, ...] = ("MatMul", "Gather")):
-    import tempfile
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from slmkit.errors import SlmkitError
 
 
-def open_runtime(path: str | Path | None, threads: int | None = None, n_ctx: int | None = None):
+def open_runtime(path: str | Path | None, threads: int | None = None, n_ctx: int | None = None,
+                 sha256: str | None = None):
     """The backend for a file: ``.gguf`` → llama.cpp, ``.onnx`` → onnxruntime, a GPT-2 folder (or
-    None, the demo model) → the transformers fp16 reference."""
+    None, the demo model) → the transformers fp16 reference. ``sha256``: an artifact's hash, when known."""
     if path is None or Path(path).is_dir():
         from slmkit.runtimes.reference import ReferenceRuntime
 
@@ -20,9 +21,9 @@ def open_runtime(path: str | Path | None, threads: int | None = None, n_ctx: int
     if suffix == ".gguf":
         from slmkit.runtimes.llamacpp import LlamaCppRuntime
 
-        return LlamaCppRuntime(path, threads=threads, n_ctx=n_ctx)
+        return LlamaCppRuntime(path, threads=threads, n_ctx=n_ctx, sha256=sha256)
     if suffix == ".onnx":
         from slmkit.runtimes.onnxrt import OnnxRuntime
 
-        return OnnxRuntime(path, threads=threads, n_ctx=n_ctx)
+        return OnnxRuntime(path, threads=threads, n_ctx=n_ctx, sha256=sha256)
     raise SlmkitError(f"{path}: unknown artifact type (expected a .gguf or .onnx file, or a model folder)")

@@ -49,6 +49,11 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
     return int(order[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(order) - 1)])
 
 
+def stop_index(text: str, stop: Sequence[str]) -> int | None:
+    """Where the first of the stop strings begins in ``text`` (None when none occurs)."""
+    return min((text.find(s) for s in stop if s and s in text), default=None)
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)
@@ -180,8 +185,8 @@ class Runtime(ABC):
                 continue
             window = []
             text += piece
-            cut = min((text.find(s) for s in stop if s and s in text), default=-1)
-            if cut >= 0:
+            cut = stop_index(text, stop)
+            if cut is not None:
                 if cut > len(sent):
                     yield text[len(sent):cut]
                 return
@@ -232,7 +237,7 @@ class Runtime(ABC):
                     break
                 logits = self._eval_batch(step)
         texts = [self.tokenizer.decode(o) for o in outs]
-        return [t[: min((t.find(s) for s in stop if s and s in t), default=len(t))] for t in texts]
+        return [t[: stop_index(t, stop)] for t in texts]
 
     def close(self) -> None:
         with self._lock:

@@ -3,12 +3,13 @@
 Pitfalls handled here: llama.cpp aborts the whole process when evaluation passes the model's context,
 so ``n_ctx`` is capped at the model's and the shared Runtime checks every request against it before
 any token is evaluated; ``Llama.detokenize`` mangles long tokens, so text is decoded with the HF-format
-tokenizer (beside the file, or rebuilt from the GGUF's own vocabulary); ``Llama.scores`` is a reused
-buffer, so logits are copied out; files are validated in Python before llama.cpp opens them.
+tokenizer (beside the file, or rebuilt from the GGUF's own vocabulary); logits are copied out of
+llama.cpp's reused output buffer; files are validated in Python before llama.cpp opens them.
 """
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,9 @@ class LlamaCppRuntime(Runtime):
     backend = "llama.cpp"
     batched = True
 
-    def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None,
+                 sha256: str | None = None):
+        """``sha256``: the file's hash when the caller has already computed it (else it is computed)."""
         path = Path(path)
         meta, reader = open_gguf(path)
         tokenizer = _tokenizer_for(path, reader)
@@ -55,14 +58,14 @@ class LlamaCppRuntime(Runtime):
         except (ValueError, RuntimeError) as e:
             raise SlmkitError(f"{path}: llama.cpp could not load the file ({e})") from None
         self._multi = None
-        if self._llm.n_vocab() != len(tokenizer.vocab()) and self._llm.n_vocab() < tokenizer.vocab_size:
+        if self._llm.n_vocab() < tokenizer.vocab_size:
             raise SlmkitError(f"{path}: tokenizer ({tokenizer.vocab_size} tokens) does not match the model "
                               f"({self._llm.n_vocab()})")
         super().__init__(tokenizer, n_ctx, {"format": "gguf", "quant": _quant_name(meta.file_type),
                                             "file": str(path), "threads": threads,
-                                            "tensor_types": _type_counts(meta.tensor_types),
+                                            "tensor_types": dict(Counter(meta.tensor_types.values())),
                                             "bits_per_weight": round(meta.bits_per_weight, 3),
-                                            "sha256": sha256_file(path)})
+                                            "sha256": sha256 or sha256_file(path)})
 
     def llama_tokenize(self, text: str) -> list[int]:
         """llama.cpp's own tokenization (control tokens parsed, no BOS): for parity checks."""
@@ -74,8 +77,6 @@ class LlamaCppRuntime(Runtime):
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         # One llama_decode per call (n_batch = n_ctx), asking for logits only where they are needed:
         # Llama.eval would compute the head for every prompt token and keep an n_ctx x n_vocab buffer.
-        import llama_cpp
-
         llm, n = self._llm, len(ids)
         start = llm.n_tokens
         if start + n > self.n_ctx:  # never let llama.cpp abort the process
@@ -88,7 +89,7 @@ class LlamaCppRuntime(Runtime):
         if all_logits:
             rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n * vocab,)).reshape(n, vocab)
         else:
-            rows = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(vocab,))[None]
+            rows = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(vocab,))[None]
         return np.array(rows, dtype=np.float32, copy=True)
 
     def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
@@ -154,10 +155,3 @@ def _quant_name(file_type: int | None) -> str | None:
     except (TypeError, ValueError):
         return None
     return name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
-
-
-def _type_counts(types: dict[str, str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in types.values():
-        out[t] = out.get(t, 0) + 1
-    return out

@@ -27,7 +27,8 @@ class OnnxRuntime(Runtime):
     batched = True
 
     def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None,
-                 optimization: str = "all"):
+                 optimization: str = "all", sha256: str | None = None):
+        """``sha256``: the file's hash when the caller has already computed it (else it is computed)."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -64,7 +65,7 @@ class OnnxRuntime(Runtime):
         settings = json.loads(meta.get("slmkit.settings", "{}"))
         super().__init__(tokenizer, min(n_ctx or n_positions, n_positions),
                          {"format": "onnx", "quant": settings.get("precision"), "file": str(path), "threads": threads,
-                          "optimization": optimization, **settings, "sha256": sha256_file(path)})
+                          "optimization": optimization, **settings, "sha256": sha256 or sha256_file(path)})
 
     def _reset(self) -> None:
         self._past = [np.zeros((1, self._heads, 0, self._head_dim), np.float32)] * (2 * self._layers)

@@ -42,13 +42,14 @@ def load(path: str | Path | None = None, device: str = "cpu", threads: int | Non
                           "(no config.json)")
     elif target is not None and target.is_file() and (target.parent / MANIFEST).is_file():
         expected = read_manifest(target.parent).get("artifacts", {}).get(target.name, {}).get("sha256")
-    if verify and expected and sha256_file(target) != expected:
+    actual = sha256_file(target) if verify and expected else None  # hashed once, handed to the backend
+    if actual is not None and actual != expected:
         raise SlmkitError(f"{target}: sha256 does not match its manifest (corrupt or modified file)")
-    cap = min(x for x in (n_ctx, profile.max_context) if x) if (n_ctx or profile.max_context) else None
-    rt = open_runtime(target, threads=threads or profile.thread_count(), n_ctx=cap)
+    cap = min((x for x in (n_ctx, profile.max_context) if x), default=None)
+    rt = open_runtime(target, threads=threads or profile.thread_count(), n_ctx=cap, sha256=actual)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rt.info.update(profile=profile.name, batch=profile.batch, peak_rss_mb=round(peak_mb, 1),
-                   sha256_verified=bool(verify and expected))
+                   sha256_verified=actual is not None)
     if profile.memory_budget_mb and peak_mb > profile.memory_budget_mb:
         rt.info.setdefault("warnings", []).append(
             f"peak RSS {peak_mb:.0f} MiB exceeds the {profile.name} budget of {profile.memory_budget_mb:.0f} MiB")

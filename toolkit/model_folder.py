@@ -6,6 +6,7 @@ bad input fails with one line naming the problem instead of a traceback from a n
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,10 +110,7 @@ class ModelFolder:
     @property
     def dtypes(self) -> dict[str, int]:
         """Tensor count per stored dtype (safetensors only)."""
-        out: dict[str, int] = {}
-        for t in self.tensors.values():
-            out[t.dtype] = out.get(t.dtype, 0) + 1
-        return out
+        return dict(Counter(t.dtype for t in self.tensors.values()))
 
     def sha256(self) -> str:
         """sha256 of the weights file (the source model hash in manifests)."""

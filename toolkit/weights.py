@@ -14,8 +14,7 @@ from slmkit.safetensors_header import TensorEntry
 
 def _from_safetensors(folder: ModelFolder) -> dict[str, np.ndarray]:
     if any(t.dtype == "BF16" for t in folder.tensors.values()):
-        import torch  # numpy has no bfloat16
-        from safetensors.torch import load_file as load_torch
+        from safetensors.torch import load_file as load_torch  # numpy has no bfloat16
 
         return {k: v.float().numpy() for k, v in load_torch(str(folder.weights)).items()}
     from safetensors.numpy import load_file
