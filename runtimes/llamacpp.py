@@ -8,6 +8,7 @@ llama.cpp's reused output buffer; files are validated in Python before llama.cpp
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -73,6 +74,7 @@ class LlamaCppRuntime(Runtime):
 
     def _reset(self) -> None:
         self._llm.reset()
+        self._llm._ctx.kv_cache_clear()  # so that appending never has stale cells to remove
 
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         # One llama_decode per call (n_batch = n_ctx), asking for logits only where they are needed:
@@ -81,16 +83,16 @@ class LlamaCppRuntime(Runtime):
         start = llm.n_tokens
         if start + n > self.n_ctx:  # never let llama.cpp abort the process
             raise SlmkitError(f"sequence of {start + n} tokens exceeds the context of {self.n_ctx}")
-        llm._ctx.kv_cache_seq_rm(-1, start, -1)
         llm._batch.set_batch(batch=list(ids), n_past=start, logits_all=all_logits)
         llm._ctx.decode(llm._batch)
         llm.n_tokens += n
         vocab = llm.n_vocab()
         if all_logits:
             rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n * vocab,)).reshape(n, vocab)
-        else:
-            rows = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(vocab,))[None]
-        return np.array(rows, dtype=np.float32, copy=True)
+            return np.array(rows, dtype=np.float32, copy=True)
+        row = np.empty((1, vocab), np.float32)  # a plain copy: cheaper per token than wrapping the pointer
+        ctypes.memmove(row.ctypes.data, llm._ctx.get_logits_ith(-1), 4 * vocab)
+        return row
 
     def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
         # A second llama.cpp context holds the n sequences (n_seq_max = n, each with room for `length`
