@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-OUT ?= out/demo
+OUT ?= out/slmkit-demo
 
 .PHONY: demo test clean
 
@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
+# The main job: quantize the demo model (GGUF and ONNX, default types) and benchmark every artifact
+# against the fp16 reference; report.json / .md / .csv and plots land in $(OUT)/bench-cpu.
 demo: $(STAMP)
 	$(VENV)/bin/slmkit info
-	$(VENV)/bin/slmkit quantize --format gguf --out $(OUT)
-	$(VENV)/bin/slmkit quantize --format onnx --out $(OUT)
-	$(PY) -m slmkit.benchmarks.drift $(OUT) --texts 54 --prompts 27
-	$(PY) -m slmkit.benchmarks.speed $(OUT)
+	$(VENV)/bin/slmkit bench --device cpu --artifacts $(OUT)
+	$(VENV)/bin/slmkit check $(OUT)/bench-cpu
 
 test: $(STAMP)
 	$(PY) -m pytest tests

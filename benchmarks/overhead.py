@@ -7,13 +7,13 @@ feeds), in the same process and run, greedy, on the same prompt.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
 from slmkit.loader import load
+from slmkit.memory import peak_rss_mb
 from slmkit.profiles import get_profile
 from slmkit.prompts import build_prompt
 
@@ -88,7 +88,7 @@ def measure(path: str, threads: int, tokens: int, device: str) -> dict:
         # the same forward passes: the prompt, then one per token, plus the one that produced EOS
         passes = steps + 1 if steps < tokens else steps
         raw.append((raw_llama if rt.info["format"] == "gguf" else raw_onnx)(rt, ids, passes))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     wrapper_us = wrapper_cost(rt, tokens)
     budget = get_profile(device).memory_budget_mb
     rt.close()

@@ -40,11 +40,13 @@ def summarize_drift(per_token: list[dict[str, np.ndarray]]) -> dict[str, float]:
             "same_top1": float(same.mean()), "rms_delta_p": float(math.sqrt((dp ** 2).mean()))}
 
 
+def nll(logits: np.ndarray, ids: list[int]) -> float:
+    """Negative log-likelihood of a sequence's tokens after the first, given [T, V] logits of the sequence."""
+    lp = _log_softmax(logits[:-1])
+    return -float(lp[np.arange(len(ids) - 1), ids[1:]].sum())
+
+
 def perplexity(logits: list[np.ndarray], ids: list[list[int]]) -> float:
     """exp of the mean negative log-likelihood of each sequence's tokens after the first."""
-    nll, n = 0.0, 0
-    for lg, seq in zip(logits, ids):
-        lp = _log_softmax(lg[:-1])
-        nll -= float(lp[np.arange(len(seq) - 1), seq[1:]].sum())
-        n += len(seq) - 1
-    return math.exp(nll / n)
+    total = sum(nll(lg, seq) for lg, seq in zip(logits, ids))
+    return math.exp(total / sum(len(seq) - 1 for seq in ids))

@@ -14,14 +14,14 @@ MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
 
 
 class _Group(click.Group):
-    """Turns SlmkitError into ``error: ...`` on stderr with exit code 1."""
+    """Turns SlmkitError into ``error: ...`` on stderr with its exit code (1, or 2 for unusable input)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SlmkitError as e:
             click.echo(f"error: {e}", err=True)
-            ctx.exit(1)
+            ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -173,6 +173,107 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
         else:
             for out in outs:
                 click.echo(out)
+
+
+@cli.command()
+@click.argument("target", required=False, metavar="[MODEL_OR_ARTIFACT_DIR]")
+@click.option("--device", default="cpu", show_default=True, help="Device profile (cpu, mobile, or a user profile).")
+@click.option("--formats", default="gguf,onnx", show_default=True, help="Artifact formats to benchmark.")
+@click.option("--quant", default=None, help="Comma-separated types of either format (e.g. q4_k_m,int4); default: "
+              "each format's default types when quantizing, every artifact of an artifact folder.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Report folder (default: <artifact folder>/bench-<device>).")
+@click.option("--artifacts", type=click.Path(file_okay=False), default=None,
+              help="Where a model's artifacts are found or quantized (default: out/<model name>).")
+@click.option("--model", default=None, help="The fp16 reference for an artifact folder (default: its manifest's source).")
+@click.option("--quick", is_flag=True, help="Fewer texts and repetitions: under a minute on the demo model, for CI.")
+@click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
+              help="Text file (one text per line) scored for drift instead of the demo's held-out texts.")
+@click.option("--scorer", default="minilm", show_default=True,
+              help="Sentence embeddings for relevance/diversity: minilm, none, or module:Class.")
+@click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 check of artifacts against the manifest.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def bench(target: str | None, device: str, formats: str, quant: str | None, out: str | None, artifacts: str | None,
+          model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, no_verify: bool,
+          no_plots: bool) -> None:
+    """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
+    from pathlib import Path
+
+    from slmkit.benchmarks.bench import FORMATS, BenchOptions, run_bench
+    from slmkit.benchmarks.report import markdown, write_report
+
+    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    if not fmts or any(f not in FORMATS for f in fmts):
+        raise SlmkitError(f"unknown format in {formats!r}; valid: {', '.join(FORMATS)}")
+    opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
+                        texts_file=Path(texts_file) if texts_file else None, scorer=scorer, threads=threads,
+                        verify=not no_verify, model=model)
+
+    def progress(items, label):
+        items = list(items)
+        with click.progressbar(items, label=label, file=sys.stderr, show_pos=True,
+                               item_show_func=lambda j: (j[2]["label"] if isinstance(j, tuple) else j["label"])
+                               if j else None) as bar:
+            yield from bar
+
+    report = run_bench(target, opts, Path(artifacts) if artifacts else None, progress=progress,
+                       log=lambda m: click.echo(m, err=True))
+    dest = Path(out) if out else Path(report["artifacts_dir"]) / f"bench-{device}"
+    files = write_report(report, dest)
+    if not no_plots:
+        from slmkit.benchmarks.plots import write_plots
+
+        files += write_plots(report, dest)
+    click.echo(markdown(report))
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+    failed = [r for r in report["results"] if r.get("error") or r.get("memory", {}).get("within_budget") is False]
+    for r in failed:
+        why = r["error"] or f"peak RSS {r['memory']['peak_rss_mb']:.0f} MiB over the {device} budget of " \
+                            f"{r['memory']['budget_mb']:.0f} MiB"
+        click.echo(f"error: {r['label']}: {why}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("report", type=click.Path(dir_okay=True))
+@click.option("--baseline", type=click.Path(), default=None, help="An older report: gate on the change too.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help="Thresholds file (TOML or JSON); default: slmkit-check.toml beside the model or artifacts.")
+@click.option("--max-kl", type=float, default=None, help="Max mean KL divergence (default 0.05).")
+@click.option("--max-ppl-increase", type=float, default=None, help="Max perplexity increase in % (default 5).")
+@click.option("--min-top1", type=float, default=None, help="Min same-top-1 rate, 0-1 (default 0.90).")
+@click.option("--max-relevance-drop", type=float, default=None, help="Max relevance drop in % (default 6).")
+@click.option("--max-latency-regression", type=float, default=None,
+              help="With --baseline: max decode tok/s drop in % (default 10).")
+@click.option("--max-kl-increase", type=float, default=None, help="With --baseline: max mean KL increase in % (default 10).")
+def check(report: str, baseline: str | None, config_file: str | None, **flags: float | None) -> None:
+    """Gate a bench report on quality thresholds: exit 0 pass, 1 a threshold broken, 2 unusable input."""
+    from pathlib import Path
+
+    from slmkit.benchmarks.check import check_report, find_config, read_config, read_report
+
+    path = Path(report)
+    data = read_report(path / "report.json" if path.is_dir() else path)
+    old = read_report(Path(baseline) / "report.json" if Path(baseline).is_dir() else Path(baseline)) if baseline else None
+    cfg_path = Path(config_file) if config_file else find_config(data)
+    config = read_config(cfg_path) if cfg_path else {}
+    violations, checked = check_report(data, config, flags, old)
+    source = f" (thresholds: {cfg_path})" if cfg_path else ""
+    for name in checked:
+        bad = [v for v in violations if v.artifact == name]
+        click.echo(f"{'FAIL' if bad else 'ok  '} {name}")
+        for v in bad:
+            click.echo(f"     {v.detail()}")
+    for v in violations:
+        if v.artifact not in checked:
+            click.echo(f"FAIL {v}")
+    if violations:
+        click.echo(f"{len(violations)} threshold(s) broken in {len({v.artifact for v in violations})} artifact(s)"
+                   f"{source}", err=True)
+        sys.exit(1)
+    click.echo(f"all {len(checked)} artifacts pass{source}")
 
 
 def main() -> None:

@@ -6,12 +6,12 @@ fp16 reference, which needs torch). Never imports torch for GGUF or ONNX artifac
 """
 from __future__ import annotations
 
-import resource
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
 from slmkit.files import sha256_file
 from slmkit.manifest import MANIFEST, read_manifest
+from slmkit.memory import peak_rss_mb
 from slmkit.profiles import Profile, get_profile
 
 
@@ -47,7 +47,7 @@ def load(path: str | Path | None = None, device: str = "cpu", threads: int | Non
         raise SlmkitError(f"{target}: sha256 does not match its manifest (corrupt or modified file)")
     cap = min((x for x in (n_ctx, profile.max_context) if x), default=None)
     rt = open_runtime(target, threads=threads or profile.thread_count(), n_ctx=cap, sha256=actual)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     rt.info.update(profile=profile.name, batch=profile.batch, peak_rss_mb=round(peak_mb, 1),
                    sha256_verified=actual is not None)
     if profile.memory_budget_mb and peak_mb > profile.memory_budget_mb:

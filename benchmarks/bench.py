@@ -1,0 +1,258 @@
+"""``slmkit bench``: every artifact of a model against the fp16 reference, each in its own process.
+
+Given a Hugging Face GPT-2 folder (the demo model when none), the requested artifacts are quantized
+into the artifact folder unless its manifest already holds them for this exact source; given an
+artifact folder, its manifest's artifacts are benchmarked and its source model is the reference.
+The parent only plans, launches and aggregates: machine facts, task-level scoring and the report.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmkit import __version__
+from slmkit.benchmarks.launcher import launch
+from slmkit.benchmarks.machine import machine_facts
+from slmkit.benchmarks.scenario import Scenario
+from slmkit.benchmarks.task_quality import get_scorer, task_metrics
+from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
+from slmkit.manifest import MANIFEST, read_manifest
+from slmkit.model_folder import ModelFolder, open_model_folder
+from slmkit.profiles import get_profile
+
+SCHEMA = "slmkit.bench/1"
+REFERENCE = "reference"
+FORMATS = ("gguf", "onnx")
+
+# Sizes of the two modes: held-out texts scored, greedy prompts, intents sampled, timing repetitions.
+MODES = {
+    "full": {"texts": 108, "greedy": 54, "intents": 27, "reps": 3, "decode_tokens": 64},
+    "quick": {"texts": 16, "greedy": 9, "intents": 6, "reps": 1, "decode_tokens": 32},
+}
+
+
+@dataclass
+class BenchOptions:
+    device: str = "cpu"
+    formats: tuple[str, ...] = FORMATS
+    quants: tuple[str, ...] | None = None  # None: default types when quantizing, all present otherwise
+    quick: bool = False
+    texts_file: Path | None = None
+    scorer: str = "minilm"
+    threads: int | None = None
+    verify: bool = True
+    model: str | None = None  # the reference, when benchmarking an artifact folder
+
+
+Progress = Callable[[Iterable, str], Iterator]
+
+
+def split_quants(quants: Iterable[str]) -> dict[str, list[str]]:
+    """Assign each type name to its format (the two formats' names do not overlap)."""
+    from slmkit.converters.gguf_quantize import QUANTS
+    from slmkit.converters.onnx_quantize import PRECISIONS
+
+    out: dict[str, list[str]] = {"gguf": [], "onnx": []}
+    for q in quants:
+        q = q.strip().lower()
+        if q in QUANTS:
+            out["gguf"].append(q)
+        elif q in PRECISIONS:
+            out["onnx"].append(q)
+        else:
+            raise SlmkitError(f"unknown type {q!r}; gguf: {', '.join(QUANTS)}; onnx: {', '.join(PRECISIONS)}")
+    return out
+
+
+def ensure_artifacts(source: ModelFolder, folder: Path, opts: BenchOptions, log: Callable[[str], None]) -> None:
+    """Quantize the requested types that the folder's manifest does not hold for this source."""
+    from slmkit.converters.gguf_quantize import DEFAULT_QUANTS
+    from slmkit.converters.onnx_quantize import DEFAULT_PRECISIONS
+
+    wanted = split_quants(opts.quants) if opts.quants else {"gguf": list(DEFAULT_QUANTS),
+                                                             "onnx": list(DEFAULT_PRECISIONS)}
+    manifest = read_manifest(folder)
+    same_source = manifest.get("source", {}).get("sha256") == source.sha256()
+    have = {(e["format"], e["quant"]) for n, e in manifest.get("artifacts", {}).items()
+            if same_source and (folder / n).is_file()}
+    for fmt in opts.formats:
+        missing = [q for q in wanted[fmt] if (fmt, q) not in have]
+        if not missing:
+            continue
+        log(f"quantizing {source.name} to {fmt} {','.join(missing)} in {folder}")
+        if fmt == "gguf":
+            from slmkit.converters.gguf_pipeline import convert_gguf
+
+            convert_gguf(source, missing, folder, opts.threads or 0, log=lambda _m: None)
+        else:
+            from slmkit.converters.onnx_pipeline import convert_onnx
+
+            convert_onnx(source, missing, folder, opts.threads or 0, log=lambda _m: None)
+
+
+def select_artifacts(folder: Path, opts: BenchOptions) -> list[tuple[str, dict]]:
+    manifest = read_manifest(folder)
+    wanted = split_quants(opts.quants) if opts.quants else None
+    chosen = []
+    for name, e in manifest.get("artifacts", {}).items():
+        if e["format"] in opts.formats and (wanted is None or e["quant"] in wanted[e["format"]]):
+            if not (folder / name).is_file():
+                raise SlmkitError(f"{folder / name}: listed in the manifest but missing")
+            chosen.append((name, e))
+    if opts.verify:
+        for name, e in chosen:
+            if sha256_file(folder / name) != e.get("sha256"):
+                raise SlmkitError(f"{folder / name}: sha256 does not match its manifest (corrupt or modified file; "
+                                  "--no-verify skips this check)")
+    if not chosen:
+        raise SlmkitError(f"{folder}: no artifact of format {'/'.join(opts.formats)}"
+                          f"{' and type ' + ','.join(opts.quants) if opts.quants else ''} in the manifest")
+    return sorted(chosen, key=lambda ne: (ne[1]["format"], -ne[1]["bytes"]))
+
+
+def resolve(target: str | None, artifacts_dir: Path | None, opts: BenchOptions,
+            log: Callable[[str], None]) -> tuple[ModelFolder, Path]:
+    """The reference model folder and the artifact folder (quantized first when needed)."""
+    path = Path(target) if target else None
+    if path is not None and path.is_dir() and (path / MANIFEST).is_file():
+        source = opts.model or read_manifest(path).get("source", {}).get("path")
+        if not source or not Path(source).is_dir():
+            raise SlmkitError(f"{path}: its source model {source} is not here; pass the fp16 model with --model")
+        model = open_model_folder(source)
+        if model.sha256() != read_manifest(path).get("source", {}).get("sha256"):
+            raise SlmkitError(f"{path}: its artifacts were converted from another model than {model.path}")
+        return model, path
+    model = open_model_folder(target)
+    folder = artifacts_dir or Path("out") / model.name
+    ensure_artifacts(model, folder, opts, log)
+    return model, folder
+
+
+def load_texts(opts: BenchOptions, n: int) -> tuple[list[str], str]:
+    if opts.texts_file is None:
+        from slmkit.converters.checks import evaluation_texts
+
+        return evaluation_texts(n), f"demo held-out examples ({n})"
+    try:
+        lines = [ln.strip() for ln in Path(opts.texts_file).read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise SlmkitError(f"{opts.texts_file}: cannot read texts ({e})") from None
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise SlmkitError(f"{opts.texts_file}: no texts (one per line expected)")
+    return lines[:n], f"{opts.texts_file} ({min(n, len(lines))} lines)"
+
+
+def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tuple[Scenario, dict, list[str]]:
+    from slmkit.demo.dataset import examples
+    from slmkit.tokenizer import TextTokenizer
+
+    size = MODES["quick" if opts.quick else "full"]
+    profile = get_profile(opts.device)
+    n_ctx = min(model.shape.n_positions, profile.max_context or model.shape.n_positions)
+    texts, texts_source = load_texts(opts, size["texts"])
+    tok = TextTokenizer.from_folder(model.path)
+    text_ids = [ids[:n_ctx] for ids in (tok.encode(t) for t in texts) if len(ids) >= 2]
+    if not text_ids:
+        raise SlmkitError("no text is at least two tokens long")
+    greedy = [e.prompt for e in examples("eval", size["greedy"])]
+    sample = examples("eval", size["intents"], seed=77)
+    # the parent verifies checksums before launching (fail fast); workers' load time is the runtime's own
+    sc = Scenario(device=opts.device, threads=threads, verify=False, text_ids=text_ids, greedy_prompts=greedy,
+                  sample_prompts=[e.prompt for e in sample], reps=size["reps"], decode_tokens=size["decode_tokens"])
+    settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": texts_source,
+                "scored_tokens": sum(len(i) - 1 for i in text_ids), "greedy_prompts": len(greedy),
+                "greedy_tokens": sc.greedy_tokens, "sampled_intents": len(sample), "candidates": sc.candidates,
+                "sample_tokens": sc.sample_tokens, "temperature": sc.temperature, "top_p": sc.top_p, "seed": sc.seed,
+                "prompt_lengths": list(sc.prompt_lengths), "decode_tokens": sc.decode_tokens, "reps": sc.reps,
+                "verify_sha256": opts.verify}
+    return sc, settings, [e.intent for e in sample]
+
+
+def _entry(name: str, meta: dict, raw: dict) -> dict:
+    """One result row of the report from a worker's raw result."""
+    row = {"name": name, **meta, "error": raw.get("error")}
+    if row["error"]:
+        return row
+    info = raw["info"]
+    row.update(backend=info.get("backend"), threads=info.get("threads"), n_ctx=info.get("n_ctx"),
+               bits_per_weight=meta.get("bits_per_weight") or info.get("bits_per_weight"),
+               kernel={k: info[k] for k in ("optimization", "block_size", "accuracy_level", "head_bits", "embedding",
+                                            "tensor_types") if k in info},
+               memory=raw["memory"], latency=raw["latency"], quality=raw["quality"])
+    return row
+
+
+def relative_changes(rows: list[dict], ref: dict) -> None:
+    """Add each artifact's change against the reference: perplexity, greedy agreement, task metrics."""
+    for row in rows:
+        if row.get("error") or row is ref:
+            continue
+        q, rq = row["quality"], ref["quality"]
+        q["ppl_change_pct"] = 100 * (q["ppl"] / rq["ppl"] - 1)
+        greedy, ref_greedy = row.pop("_greedy"), ref["_greedy"]
+        q["greedy_agreement"] = sum(a == b for a, b in zip(greedy, ref_greedy)) / max(1, len(ref_greedy))
+        t, rt = row["task"], ref["task"]
+        for key in ("relevance", "pairwise_distance", "distinct_1", "distinct_2"):
+            if key in t and rt.get(key):
+                t[f"{key}_change_pct"] = 100 * (t[key] / rt[key] - 1)
+        row["latency"]["speedup_vs_reference"] = row["latency"]["decode_tok_s"] / ref["latency"]["decode_tok_s"]
+    ref.pop("_greedy", None)
+
+
+def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None = None,
+              progress: Progress = lambda it, label: iter(it), log: Callable[[str], None] = print) -> dict:
+    """Benchmark and return the report (schema ``slmkit.bench/1``, see ``slmkit.benchmarks.report``)."""
+    started = time.time()
+    profile = get_profile(opts.device)
+    threads = opts.threads or profile.thread_count()
+    scorer = get_scorer(opts.scorer)  # fail early on a bad scorer, before minutes of work
+    model, folder = resolve(target, artifacts_dir, opts, log)
+    artifacts = select_artifacts(folder, opts)
+    sc, settings, intents = build_scenario(model, opts, threads)
+    machine = machine_facts(threads)
+
+    jobs = [(REFERENCE, str(model.path), {"label": "fp16 reference", "format": "hf", "quant": "fp16",
+                                          "file": str(model.weights), "bytes": model.weights.stat().st_size,
+                                          "weight_bytes": 4 * model.n_params, "is_reference": True})]
+    for name, e in artifacts:
+        jobs.append((name, str(folder / name), {"label": f"{e['format']} {e['quant']}", "format": e["format"],
+                                                "quant": e["quant"], "file": str(folder / name), "bytes": e["bytes"],
+                                                "weight_bytes": e["bytes"], "bits_per_weight": e.get("bits_per_weight"),
+                                                "sha256": e.get("sha256"), "is_reference": False}))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="slmkit-bench-") as scratch:
+        ref_logits = Path(scratch) / "reference_logits.npy"
+        for name, path, meta in progress(jobs, "benchmarking"):
+            is_ref = name == REFERENCE
+            raw = launch(path, sc, Path(scratch), f"job{len(rows)}", reference_logits=None if is_ref else ref_logits,
+                         write_logits=ref_logits if is_ref else None)
+            if is_ref and raw.get("error"):
+                raise SlmkitError(f"the fp16 reference failed: {raw['error']}")
+            row = _entry(name, meta, raw)
+            if is_ref and not row["error"]:
+                row["memory"]["within_budget"] = None  # the reference is what artifacts replace, not one to ship
+            if not row["error"]:
+                row["_greedy"], row["_sampled"] = raw["outputs"]["greedy"], raw["outputs"]["sampled"]
+            rows.append(row)
+    for row in progress([r for r in rows if not r["error"]], "scoring outputs"):
+        row["task"] = task_metrics(intents, row.pop("_sampled"), scorer)
+        mem_bw = row["weight_bytes"] * row["latency"]["decode_tok_s"] / 1e9
+        row["bandwidth"] = {"decode_gbs": mem_bw, "fraction_of_measured": mem_bw / machine["memory_bandwidth_gbs"]}
+    relative_changes(rows, rows[0])
+    return {"schema": SCHEMA, "slmkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": " ".join(["slmkit", *sys.argv[1:]]) if sys.argv and "slmkit" in sys.argv[0] else None,
+            "seconds": round(time.time() - started, 1),
+            "model": {"name": model.name, "path": str(model.path.resolve()), "sha256": model.sha256()},
+            "artifacts_dir": str(folder.resolve()),
+            "profile": {"name": profile.name, "threads": threads, "max_context": profile.max_context,
+                        "batch": profile.batch, "memory_budget_mb": profile.memory_budget_mb},
+            "settings": {**settings, "scorer": scorer.name if scorer else "none (distinct-n only)"},
+            "machine": {**machine, "pid_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
+            "results": rows}

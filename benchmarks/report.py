@@ -1,0 +1,127 @@
+"""The bench report: ``report.json`` (schema ``slmkit.bench/1``), ``report.md``, ``report.csv``.
+
+``report.json`` holds: ``schema``, ``slmkit_version``, ``created``, ``command``, ``seconds``; ``model``
+(name, path, sha256 of the reference); ``artifacts_dir``; ``profile`` (name, threads, max_context,
+batch, memory_budget_mb); ``settings`` (mode, texts and their source, scored_tokens, prompts, sampling,
+prompt_lengths, decode_tokens, reps, scorer); ``machine`` (cpu, cores, memory, os, library versions,
+measured memory_bandwidth_gbs and its method); and ``results``, one row per runtime, the fp16 reference
+first (``is_reference``), each with ``name`` (artifact file name, or ``reference``), ``label``,
+``format``, ``quant``, ``file``, ``bytes``, ``bits_per_weight``, ``sha256``, ``error`` (null or the
+reason it could not run), and:
+
+- ``memory``: load_s, rss_after_load_mb, peak_rss_mb, budget_mb, within_budget;
+- ``latency``: ttft_ms, prefill_tok_s {prompt length: tok/s}, decode_ms_p50, decode_ms_p95,
+  decode_tok_s, single_tok_s / candidates_tok_s / candidates_speedup (n sampled candidates in one call),
+  speedup_vs_reference;
+- ``quality``: tokens, ppl, ppl_change_pct, mean_kl, median_kl, p99_kl, max_kl, same_top1, rms_delta_p,
+  greedy_agreement (fractions are 0-1);
+- ``task``: relevance, pairwise_distance, distinct_1, distinct_2 and their ``*_change_pct``;
+- ``bandwidth``: decode_gbs (weight bytes x decode tok/s), fraction_of_measured; ``kernel``: backend settings.
+
+A new schema version is only needed when a field changes meaning or goes away; fields may be added.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from slmkit.files import write_text_atomic
+
+
+def _f(x: float | None, fmt: str, scale: float = 1.0) -> str:
+    return "" if x is None else format(x * scale, fmt)
+
+
+SPEED_COLUMNS = [
+    ("artifact", lambda r: r["label"]),
+    ("MiB", lambda r: _f(r["bytes"], ".1f", 2**-20)),
+    ("bits/w", lambda r: _f(r.get("bits_per_weight"), ".2f")),
+    ("load s", lambda r: _f(r["memory"]["load_s"], ".2f")),
+    ("RSS MiB", lambda r: _f(r["memory"]["rss_after_load_mb"], ".0f")),
+    ("peak MiB", lambda r: _f(r["memory"]["peak_rss_mb"], ".0f") + ("" if r["memory"]["within_budget"] is not False
+                                                                    else " (over budget)")),
+    ("TTFT ms", lambda r: _f(r["latency"]["ttft_ms"], ".1f")),
+    ("prefill tok/s (32/128)", lambda r: "/".join(f"{v:.0f}" for v in r["latency"]["prefill_tok_s"].values())),
+    ("decode tok/s", lambda r: _f(r["latency"]["decode_tok_s"], ".0f")),
+    ("p50/p95 ms", lambda r: f"{r['latency']['decode_ms_p50']:.2f}/{r['latency']['decode_ms_p95']:.2f}"),
+    ("× ref", lambda r: _f(r["latency"].get("speedup_vs_reference"), ".1f")),
+    ("n=4 ×", lambda r: _f(r["latency"].get("candidates_speedup"), ".2f")),
+    ("BW %", lambda r: _f(r["bandwidth"]["fraction_of_measured"], ".0f", 100)),
+]
+QUALITY_COLUMNS = [
+    ("artifact", lambda r: r["label"]),
+    ("ppl", lambda r: _f(r["quality"]["ppl"], ".4f")),
+    ("Δppl %", lambda r: _f(r["quality"].get("ppl_change_pct"), "+.2f")),
+    ("mean KL", lambda r: _f(r["quality"].get("mean_kl"), ".5f")),
+    ("p99 KL", lambda r: _f(r["quality"].get("p99_kl"), ".4f")),
+    ("max KL", lambda r: _f(r["quality"].get("max_kl"), ".3f")),
+    ("same top-1 %", lambda r: _f(r["quality"].get("same_top1"), ".1f", 100)),
+    ("RMS Δp %", lambda r: _f(r["quality"].get("rms_delta_p"), ".2f", 100)),
+    ("greedy = ref %", lambda r: _f(r["quality"].get("greedy_agreement"), ".0f", 100)),
+    ("relevance", lambda r: _f(r["task"].get("relevance"), ".4f")),
+    ("Δrel %", lambda r: _f(r["task"].get("relevance_change_pct"), "+.2f")),
+    ("pairwise dist", lambda r: _f(r["task"].get("pairwise_distance"), ".4f")),
+    ("Δdiv %", lambda r: _f(r["task"].get("pairwise_distance_change_pct"), "+.2f")),
+    ("distinct-2", lambda r: _f(r["task"].get("distinct_2"), ".3f")),
+]
+
+
+def _table(rows: list[dict], columns: list) -> str:
+    lines = ["| " + " | ".join(c for c, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['label']} | error: {r['error']} |" + " |" * (len(columns) - 2))
+        else:
+            lines.append("| " + " | ".join(get(r) for _, get in columns) + " |")
+    return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    m, p, s = report["machine"], report["profile"], report["settings"]
+    budget = f", memory budget {p['memory_budget_mb']:.0f} MiB" if p["memory_budget_mb"] else ""
+    head = [f"# slmkit bench: {report['model']['name']}, profile {p['name']}",
+            "",
+            f"{m['cpu']}, {m['physical_cores']} physical cores, {p['threads']} threads{budget}; measured memory "
+            f"bandwidth {m['memory_bandwidth_gbs']:.1f} GB/s. slmkit {report['slmkit_version']}, {report['created']}, "
+            f"{report['seconds']:.0f} s, {s['mode']} mode.",
+            "",
+            f"Quality: {s['scored_tokens']} tokens of {s['texts_source']} scored by every runtime (same ids); "
+            f"greedy agreement over {s['greedy_prompts']} prompts x {s['greedy_tokens']} tokens; relevance and "
+            f"diversity over {s['sampled_intents']} intents x {s['candidates']} candidates (T={s['temperature']}, "
+            f"top-p {s['top_p']}), scorer {s['scorer']}. Changes are against the fp16 reference (transformers).",
+            "", "## Memory and latency", "", _table(report["results"], SPEED_COLUMNS),
+            "", "## Quality drift against the fp16 reference", "", _table(report["results"], QUALITY_COLUMNS), ""]
+    return "\n".join(head)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "kernel":
+            out.update(_flatten(v, key + "."))
+        elif not isinstance(v, (dict, list)):
+            out[key] = v
+    return out
+
+
+def to_csv(report: dict) -> str:
+    rows = [_flatten(r) for r in report["results"]]
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_report(report: dict, out: Path) -> list[Path]:
+    """report.json / .md / .csv written atomically into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": markdown(report),
+             "report.csv": to_csv(report)}
+    for name, text in files.items():
+        write_text_atomic(out / name, text)
+    return [out / n for n in files]
