@@ -46,6 +46,7 @@ class BenchOptions:
     texts_file: Path | None = None
     scorer: str = "minilm"
     threads: int | None = None
+    reps: int | None = None  # timing repetitions; default by mode
     verify: bool = True
     model: str | None = None  # the reference, when benchmarking an artifact folder
 
@@ -54,10 +55,12 @@ Progress = Callable[[Iterable, str], Iterator]
 
 
 def split_quants(quants: Iterable[str]) -> dict[str, list[str]]:
-    """Assign each type name to its format (the two formats' names do not overlap)."""
+    """Assign each type name to its format (the two formats' names do not overlap); ``all``: every type."""
     from slmkit.converters.gguf_quantize import QUANTS
     from slmkit.converters.onnx_quantize import PRECISIONS
 
+    if [q.strip().lower() for q in quants] == ["all"]:
+        return {"gguf": list(QUANTS), "onnx": list(PRECISIONS)}
     out: dict[str, list[str]] = {"gguf": [], "onnx": []}
     for q in quants:
         q = q.strip().lower()
@@ -165,7 +168,7 @@ def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tupl
     sample = examples("eval", size["intents"], seed=77)
     # the parent verifies checksums before launching (fail fast); workers' load time is the runtime's own
     sc = Scenario(device=opts.device, threads=threads, verify=False, text_ids=text_ids, greedy_prompts=greedy,
-                  sample_prompts=[e.prompt for e in sample], reps=size["reps"], decode_tokens=size["decode_tokens"])
+                  sample_prompts=[e.prompt for e in sample], reps=opts.reps or size["reps"], decode_tokens=size["decode_tokens"])
     settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": texts_source,
                 "scored_tokens": sum(len(i) - 1 for i in text_ids), "greedy_prompts": len(greedy),
                 "greedy_tokens": sc.greedy_tokens, "sampled_intents": len(sample), "candidates": sc.candidates,

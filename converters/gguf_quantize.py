@@ -52,7 +52,7 @@ def parse_quants(spec: str) -> list[str]:
 
 def read_result(path: Path, quant: str) -> QuantResult:
     """Tensor types of a written file, with every weight that missed its requested type family."""
-    info, _ = open_gguf(path)
+    info = open_gguf(path)
     family = QUANTS[quant][1]
     fallbacks = {name: t for name, t in info.tensor_types.items()
                  if name.endswith(".weight") and name not in UNQUANTIZED

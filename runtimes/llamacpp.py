@@ -18,7 +18,7 @@ import numpy as np
 
 from slmkit.errors import SlmkitError
 from slmkit.files import sha256_file
-from slmkit.gguf_file import gguf_tokenizer, open_gguf
+from slmkit.gguf_file import GgufInfo, gguf_tokenizer, open_gguf
 from slmkit.runtimes.base import Runtime
 from slmkit.tokenizer import TextTokenizer, tokenizer_kind
 
@@ -29,10 +29,10 @@ if os.environ.get("SLMKIT_OMP_PASSIVE") == "1":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _tokenizer_for(path: Path, reader) -> TextTokenizer:
+def _tokenizer_for(path: Path, meta: GgufInfo) -> TextTokenizer:
     if tokenizer_kind(path.parent):
         return TextTokenizer.from_folder(path.parent)
-    return gguf_tokenizer(reader, path)
+    return gguf_tokenizer(meta)
 
 
 class LlamaCppRuntime(Runtime):
@@ -45,9 +45,8 @@ class LlamaCppRuntime(Runtime):
                  sha256: str | None = None):
         """``sha256``: the file's hash when the caller has already computed it (else it is computed)."""
         path = Path(path)
-        meta, reader = open_gguf(path)
-        tokenizer = _tokenizer_for(path, reader)
-        del reader
+        meta = open_gguf(path)
+        tokenizer = _tokenizer_for(path, meta)
         n_ctx = min(n_ctx or meta.context_length, meta.context_length)
         threads = threads or max(1, os.cpu_count() or 1)
         import llama_cpp

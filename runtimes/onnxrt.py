@@ -14,6 +14,7 @@ import numpy as np
 
 from slmkit.errors import SlmkitError
 from slmkit.files import sha256_file
+from slmkit.onnx_file import inspect_onnx
 from slmkit.runtimes.base import Runtime
 from slmkit.tokenizer import TextTokenizer
 
@@ -32,8 +33,9 @@ class OnnxRuntime(Runtime):
         import onnxruntime as ort
 
         path = Path(path)
-        if not path.is_file() or path.stat().st_size == 0:
-            raise SlmkitError(f"no such ONNX file (or empty): {path}")
+        model = inspect_onnx(path)  # structure, operator domains, external data: before onnxruntime parses it
+        if not set(REQUIRED_INPUTS) <= set(model.inputs) or "logits" not in model.outputs:
+            raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(model.inputs)[:4]})")
         threads = threads or max(1, os.cpu_count() or 1)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

@@ -179,7 +179,7 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
 @click.argument("target", required=False, metavar="[MODEL_OR_ARTIFACT_DIR]")
 @click.option("--device", default="cpu", show_default=True, help="Device profile (cpu, mobile, or a user profile).")
 @click.option("--formats", default="gguf,onnx", show_default=True, help="Artifact formats to benchmark.")
-@click.option("--quant", default=None, help="Comma-separated types of either format (e.g. q4_k_m,int4); default: "
+@click.option("--quant", default=None, help="Comma-separated types of either format (e.g. q4_k_m,int4) or 'all'; default: "
               "each format's default types when quantizing, every artifact of an artifact folder.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: <artifact folder>/bench-<device>).")
@@ -192,11 +192,13 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
 @click.option("--scorer", default="minilm", show_default=True,
               help="Sentence embeddings for relevance/diversity: minilm, none, or module:Class.")
 @click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
+@click.option("--reps", type=click.IntRange(1, 100), default=None,
+              help="Timing repetitions after the warm-up (default 3, --quick 1).")
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 check of artifacts against the manifest.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def bench(target: str | None, device: str, formats: str, quant: str | None, out: str | None, artifacts: str | None,
-          model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, no_verify: bool,
-          no_plots: bool) -> None:
+          model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, reps: int | None,
+          no_verify: bool, no_plots: bool) -> None:
     """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
     from pathlib import Path
 
@@ -208,7 +210,7 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
         raise SlmkitError(f"unknown format in {formats!r}; valid: {', '.join(FORMATS)}")
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
                         texts_file=Path(texts_file) if texts_file else None, scorer=scorer, threads=threads,
-                        verify=not no_verify, model=model)
+                        reps=reps, verify=not no_verify, model=model)
 
     def progress(items, label):
         items = list(items)

@@ -22,6 +22,21 @@ PYTORCH_BIN = "pytorch_model.bin"
 BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
+# Upper bounds far past any GPT-2 that fits a device, so that a hostile config cannot ask for absurd work.
+FIELD_LIMITS = {"vocab_size": 1 << 22, "n_positions": 1 << 20, "n_embd": 1 << 16, "n_layer": 1024, "n_head": 1024,
+                "n_inner": 1 << 18}
+
+
+def _int_field(cfg: dict, name: str, where: Path, default: object = KeyError) -> int:
+    value = cfg.get(name, default)
+    if value is KeyError:
+        raise SlmkitError(f"{where}: config.json lacks {name}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= FIELD_LIMITS[name]:
+        raise SlmkitError(f"{where}: config.json has {name} = {str(value)[:40]} (an integer from 1 to "
+                          f"{FIELD_LIMITS[name]} expected)")
+    return value
+
+
 @dataclass(frozen=True)
 class Gpt2Shape:
     """The hyper-parameters of a GPT-2 that fix its tensor shapes."""
@@ -37,19 +52,21 @@ class Gpt2Shape:
 
     @classmethod
     def from_config(cls, cfg: dict, where: Path) -> "Gpt2Shape":
-        try:
-            n_embd = int(cfg.get("n_embd", cfg.get("hidden_size", 768)))
-            shape = cls(vocab_size=int(cfg["vocab_size"]),
-                        n_positions=int(cfg.get("n_positions", cfg.get("n_ctx", 1024))),
-                        n_embd=n_embd, n_layer=int(cfg.get("n_layer", 12)), n_head=int(cfg.get("n_head", 12)),
-                        n_inner=int(cfg.get("n_inner") or 4 * n_embd),
-                        layer_norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-5)),
-                        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise SlmkitError(f"{where}: config.json lacks or mangles a GPT-2 field ({e})") from None
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner"):
-            if getattr(shape, name) <= 0:
-                raise SlmkitError(f"{where}: config.json has {name} = {getattr(shape, name)}")
+        if not isinstance(cfg, dict):
+            raise SlmkitError(f"{where}: config.json is not a JSON object")
+        n_embd = _int_field(cfg, "n_embd", where, cfg.get("hidden_size", 768))
+        eps = cfg.get("layer_norm_epsilon", 1e-5)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise SlmkitError(f"{where}: config.json has layer_norm_epsilon = {str(eps)[:40]} (a small positive number)")
+        tie = cfg.get("tie_word_embeddings", True)
+        if not isinstance(tie, bool):
+            raise SlmkitError(f"{where}: config.json has tie_word_embeddings = {str(tie)[:40]} (true or false)")
+        shape = cls(vocab_size=_int_field(cfg, "vocab_size", where),
+                    n_positions=_int_field(cfg, "n_positions", where, cfg.get("n_ctx", 1024)),
+                    n_embd=n_embd, n_layer=_int_field(cfg, "n_layer", where, 12),
+                    n_head=_int_field(cfg, "n_head", where, 12),
+                    n_inner=_int_field(cfg, "n_inner", where, None) if cfg.get("n_inner") is not None else 4 * n_embd,
+                    layer_norm_epsilon=float(eps), tie_word_embeddings=tie)
         if shape.n_embd % shape.n_head:
             raise SlmkitError(f"{where}: n_embd {shape.n_embd} is not a multiple of n_head {shape.n_head}")
         return shape
