@@ -77,6 +77,19 @@ def _json_paths(obj, depth: int = 0):
         yield from _json_paths(value, depth + 1)
 
 
+def regions(kind: str, original: bytes) -> list[tuple[int, int]]:
+    """Byte ranges worth mutating: the start of the file and, for GGUF, the tensor table (just before the
+    tensor data), where offsets, types and dimensions live."""
+    spans = [(0, min(len(original), 4096))]
+    if kind == "gguf":
+        from slmkit.gguf_file import _parse
+
+        _, tensors = _parse(original, Path("original.gguf"))
+        start = min(t.offset for t in tensors)
+        spans.append((max(0, start - 4096), start))
+    return spans
+
+
 def prepare(kind: str, base: Path, model: Path | None = None) -> tuple[Path, bytes]:
     """A folder holding a small real file of ``kind`` (and what loading it needs); returns the folder and
     the file's original bytes. ``model``: a GPT-2 folder (a tiny random one is written when None)."""
@@ -151,11 +164,13 @@ def run_case(kind: str, folder: Path, original: bytes, op: str, pos: int, value:
 def _child(kind: str, base: Path, seed: int, start: int, cases: int, log: Path) -> None:
     """Run cases start..cases-1 of one kind, logging each before and after it."""
     folder, original = prepare(kind, base)
+    spans = regions(kind, original)
     with open(log, "a", buffering=1) as out:
         for i in range(start, cases):
             rng = random.Random(f"{seed}-{kind}-{i}")
             op = rng.choice(ops_for(kind))
-            pos = rng.randrange(len(original)) if rng.random() < 0.3 else rng.randrange(min(len(original), 4096))
+            lo, hi = rng.choice(spans + [(0, len(original))])
+            pos = rng.randrange(lo, hi)
             value = rng.randrange(2**32)
             out.write(json.dumps({"case": i, "op": op, "pos": pos, "value": value, "state": "start"}) + "\n")
             try:

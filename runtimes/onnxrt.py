@@ -53,21 +53,28 @@ class OnnxRuntime(Runtime):
             meta = self._session.get_modelmeta().custom_metadata_map
         except UnicodeDecodeError:
             raise SlmkitError(f"{path}: corrupt model metadata") from None
-        names = {i.name for i in self._session.get_inputs()}
-        if not set(REQUIRED_INPUTS) <= names or "slmkit.n_layer" not in meta:
-            raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(names)[:4]})")
-        self._layers = int(meta["slmkit.n_layer"])
-        self._heads, self._head_dim = int(meta["slmkit.n_head"]), int(meta["slmkit.head_dim"])
-        n_positions = int(meta["slmkit.n_positions"])
+        try:
+            layers, heads, head_dim, n_positions = (int(meta[f"slmkit.{k}"]) for k in
+                                                    ("n_layer", "n_head", "head_dim", "n_positions"))
+            settings = json.loads(meta.get("slmkit.settings", "{}"))
+            if not isinstance(settings, dict):
+                raise ValueError
+        except KeyError:
+            raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (no slmkit metadata)") from None
+        except ValueError:
+            raise SlmkitError(f"{path}: corrupt slmkit metadata in the ONNX file") from None
+        if (min(layers, heads, head_dim, n_positions) <= 0 or f"present.{layers - 1}.value" not in model.outputs
+                or f"present.{layers}.key" in model.outputs):
+            raise SlmkitError(f"{path}: its metadata ({layers} layers) does not match the graph's outputs")
+        self._layers, self._heads, self._head_dim = layers, heads, head_dim
         tokenizer = TextTokenizer.from_folder(path.parent)
         self._outputs = ["logits"] + [f"present.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
         self._past_names = [f"past_key_values.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
         self._past: list[np.ndarray] = []
         self._len = 0
-        settings = json.loads(meta.get("slmkit.settings", "{}"))
         super().__init__(tokenizer, min(n_ctx or n_positions, n_positions),
-                         {"format": "onnx", "quant": settings.get("precision"), "file": str(path), "threads": threads,
-                          "optimization": optimization, **settings, "sha256": sha256 or sha256_file(path)})
+                         {**settings, "format": "onnx", "quant": settings.get("precision"), "file": str(path),
+                          "threads": threads, "optimization": optimization, "sha256": sha256 or sha256_file(path)})
 
     def _reset(self) -> None:
         self._past = [np.zeros((1, self._heads, 0, self._head_dim), np.float32)] * (2 * self._layers)
@@ -93,7 +100,11 @@ class OnnxRuntime(Runtime):
         feed = {"input_ids": input_ids, "attention_mask": np.ones((batch, self._len + n), np.int64),
                 "position_ids": np.repeat(np.arange(self._len, self._len + n, dtype=np.int64)[None], batch, 0)}
         feed.update(zip(self._past_names, self._past))
-        out = self._session.run(self._outputs, feed)
+        try:
+            out = self._session.run(self._outputs, feed)
+        except Exception as e:  # onnxruntime's own error types: a model that loads but cannot run
+            raise SlmkitError(f"{self.info['file']}: onnxruntime failed running the model "
+                              f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
         self._past = out[1:]
         self._len += n
         return out[0]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slmkit.benchmarks.fuzz import TARGETS, mutate, ops_for, prepare, run_case
+from slmkit.benchmarks.fuzz import TARGETS, mutate, ops_for, prepare, regions, run_case
 from slmkit.errors import SlmkitError
 from slmkit.onnx_file import inspect_onnx
 
@@ -22,9 +22,9 @@ def fuzz_base(tmp_path_factory, tiny_demo) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-def _case_strategy(kind: str):
-    return st.tuples(st.sampled_from(ops_for(kind)),
-                     st.one_of(st.integers(0, 4096), st.integers(0, 2**31)),  # the header, or anywhere
+def _case_strategy(kind: str, original: bytes):
+    spans = [st.integers(lo, hi - 1) for lo, hi in regions(kind, original)]  # headers, tensor tables
+    return st.tuples(st.sampled_from(ops_for(kind)), st.one_of(*spans, st.integers(0, 2**31)),
                      st.integers(0, 2**32 - 1))
 
 
@@ -35,7 +35,7 @@ def test_mutated_files_fail_cleanly_or_load(kind, fuzz_base, tiny_demo):
 
     @settings(max_examples=EXAMPLES[kind], deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(case=_case_strategy(kind))
+    @given(case=_case_strategy(kind, original))
     def check(case):
         result = run_case(kind, folder, original, *case)  # raises on anything but a clean SlmkitError
         seen[result] = seen.get(result, 0) + 1

@@ -1,0 +1,116 @@
+"""Faults: SIGINT / SIGKILL during quantize and disk-full writes lose nothing and leave nothing half-written;
+many runtimes in one process; repeated load/close leaks neither memory nor file handles."""
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from slmkit.benchmarks.faults import artifact_hashes, disk_full, folder_problems, interrupt, leftover_temps, timed_quantize
+
+
+@pytest.fixture(scope="module", params=["gguf", "onnx"])
+def quantized(request, tiny_demo, tmp_path_factory) -> tuple[str, Path, float, dict[str, str]]:
+    """(format, a folder of complete artifacts, seconds a quantize took, their sha256)."""
+    out = tmp_path_factory.mktemp(f"faults-{request.param}") / "out"
+    seconds = timed_quantize(tiny_demo, request.param, out)
+    return request.param, out, seconds, artifact_hashes(out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killing_quantize_keeps_previous_artifacts_whole(quantized, tiny_demo, sig):
+    fmt, out, seconds, previous = quantized
+    for fraction in (0.3, 0.6, 0.85):
+        r = interrupt(tiny_demo, fmt, out, sig, seconds * fraction)
+        assert folder_problems(out, previous) == [], (fraction, r)
+        if sig == signal.SIGINT:  # Ctrl-C: one line, temporary files cleaned up
+            assert not r["traceback"] and (r["returncode"] != 130 or r["last_line"] == "interrupted"), r
+            assert leftover_temps(out) == []
+
+
+def test_killed_first_quantize_leaves_no_partial_artifact(quantized, tiny_demo, tmp_path):
+    fmt, _, seconds, _ = quantized
+    for fraction in (0.4, 0.8):
+        out = tmp_path / f"fresh-{fraction}"
+        interrupt(tiny_demo, fmt, out, signal.SIGKILL, seconds * fraction)
+        assert folder_problems(out) == []
+
+
+def test_disk_full_is_one_clear_line_and_loses_nothing(quantized, tiny_demo, tmp_path):
+    fmt, out, _, previous = quantized
+    sizes = sorted(p.stat().st_size for p in out.iterdir() if p.is_file())
+    for limit in (1000, sizes[len(sizes) // 2], sizes[-1] - 1):
+        for folder, prev in ((out, previous), (tmp_path / f"new-{limit}", {})):
+            r = disk_full(tiny_demo, fmt, folder, limit)
+            assert r["returncode"] == 1 and r["last_line"].startswith("error: could not write") and not r["traceback"], r
+            assert folder_problems(folder, prev) == []
+    assert artifact_hashes(out) == previous
+
+
+@pytest.fixture(scope="module")
+def tiny_artifacts(tiny_demo, tmp_path_factory) -> dict[str, Path]:
+    from tests.conftest import quantize_ok
+
+    out = tmp_path_factory.mktemp("leaks")
+    quantize_ok(tiny_demo, out, "--format", "gguf", "--quant", "q8_0,q4_0")
+    quantize_ok(tiny_demo, out, "--format", "onnx", "--quant", "int8,int4")
+    return {p.name.rsplit("-", 1)[-1]: p for p in out.iterdir() if p.suffix in (".gguf", ".onnx")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("kind", ["Q8_0.gguf", "int8.onnx"])
+def test_repeated_load_close_leaks_no_memory_or_file_handles(tiny_artifacts, kind):
+    from slmkit.benchmarks.leaks import measure
+
+    r = measure(str(tiny_artifacts[kind]), 200, 20)
+    assert r["fd_growth"] == 0, r
+    assert r["rss_growth_mb"] < 25, r
+
+
+def test_many_runtimes_in_one_process_from_many_threads(tiny_artifacts):
+    from slmkit.loader import load
+
+    prompt = "<|task:search|> <|len:short|> vintage lamp"
+    runtimes = [load(p, threads=1) for p in tiny_artifacts.values() for _ in range(2)]  # 8 runtimes
+    try:
+        expected = [rt.generate(prompt, max_new_tokens=12) for rt in runtimes]
+        results: dict[tuple[int, int], str] = {}
+        errors: list[BaseException] = []
+
+        def work(t: int) -> None:
+            try:
+                for k in range(4):
+                    i = (t + k) % len(runtimes)
+                    results[(t, k)] = (i, runtimes[i].generate(prompt, max_new_tokens=12))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(16)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors
+        assert len(results) == 64 and all(out == expected[i] for i, out in results.values())
+    finally:
+        for rt in runtimes:
+            rt.close()
+
+
+def test_bench_verifies_checksums_unless_told_not_to(tiny_artifacts, tmp_path):
+    """Integrity: a modified artifact is named; --no-verify skips the check (slmkit.load is tested in test_load)."""
+    from click.testing import CliRunner
+
+    from slmkit.cli import cli
+
+    folder = tmp_path / "art"
+    shutil.copytree(next(iter(tiny_artifacts.values())).parent, folder)
+    target = folder / tiny_artifacts["int8.onnx"].name
+    data = bytearray(target.read_bytes())
+    data[-10] ^= 0xFF
+    target.write_bytes(bytes(data))
+    r = CliRunner().invoke(cli, ["bench", str(folder), "--quant", "int8", "--quick", "--scorer", "none"])
+    assert r.exit_code == 1 and f"{target}: sha256 does not match its manifest" in r.output
