@@ -6,7 +6,7 @@ from pathlib import Path
 from slmkit.errors import SlmkitError
 from slmkit.files import atomic_path
 
-MARKERS = {"hf": "*", "gguf": "o", "onnx": "s"}
+STYLE = {"hf": ("*", "tab:gray"), "gguf": ("o", "tab:blue"), "onnx": ("s", "tab:orange")}
 
 
 def _scatter(report: dict, path: Path, y_label: str, get_y, log_y: bool = False) -> Path:
@@ -20,9 +20,10 @@ def _scatter(report: dict, path: Path, y_label: str, get_y, log_y: bool = False)
     for fmt in dict.fromkeys(r["format"] for r in rows):
         pts = [(r["bytes"] / 2**20, get_y(r), r["quant"]) for r in rows if r["format"] == fmt]
         label = "fp16 reference" if fmt == "hf" else fmt
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], MARKERS.get(fmt, "^"), label=label, markersize=7)
+        marker, color = STYLE.get(fmt, ("^", "tab:green"))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=color, label=label, markersize=7)
         for x, y, q in pts:
-            ax.annotate(q, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(q, (x, y), textcoords="offset points", xytext=(5, -10 if fmt == "onnx" else 5), fontsize=8)
     ax.set_xlabel("file size (MiB)")
     ax.set_ylabel(y_label)
     if log_y:
@@ -45,8 +46,8 @@ def write_plots(report: dict, out: Path) -> list[Path]:
         del matplotlib
     except ImportError:
         raise SlmkitError("plots need matplotlib (the 'bench' extra); or pass --no-plots") from None
-    latency = _scatter(report, out / "latency_vs_size.png", "decode ms/token (p50)",
-                       lambda r: r["latency"]["decode_ms_p50"])
+    latency = _scatter(report, out / "latency_vs_size.png", "decode ms/token, p50 (log)",
+                       lambda r: r["latency"]["decode_ms_p50"], log_y=True)
     drift = _scatter(report, out / "drift_vs_size.png", "mean KL divergence vs fp16 (log)",
                      lambda r: r["quality"].get("mean_kl"), log_y=True)
     return [latency, drift]

@@ -67,7 +67,7 @@ def test_repeated_load_close_leaks_no_memory_or_file_handles(tiny_artifacts, kin
 
     r = measure(str(tiny_artifacts[kind]), 200, 20)
     assert r["fd_growth"] == 0, r
-    assert r["rss_growth_mb"] < 25, r
+    assert r["trimmed_growth_mb"] < 8, r  # memory still in use; the allocator's reusable cache excluded
 
 
 def test_many_runtimes_in_one_process_from_many_threads(tiny_artifacts):
