@@ -66,9 +66,27 @@ def memory_bandwidth_gbs(threads: int, mib: int = 256, reps: int = 5) -> float:
     return 2 * src.nbytes / best / 1e9
 
 
+def kernel_facts() -> dict[str, str]:
+    """What the native backends were built for (CPU features llama.cpp's kernels use; onnxruntime's providers)."""
+    out = {}
+    try:
+        import llama_cpp
+
+        out["llama_cpp"] = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = ", ".join(onnxruntime.get_available_providers())
+    except ImportError:
+        pass
+    return out
+
+
 def machine_facts(threads: int) -> dict:
     return {"cpu": cpu_model(), "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
             "memory_mb": total_memory_mb(), "os": platform.platform(), "python": platform.python_version(),
-            "libraries": library_versions(), "threads": threads,
+            "libraries": library_versions(), "kernels": kernel_facts(), "threads": threads,
             "memory_bandwidth_gbs": round(memory_bandwidth_gbs(threads), 2),
             "memory_bandwidth_method": f"numpy copy of 256 MiB on {threads} threads, best of 5 (read + write)"}

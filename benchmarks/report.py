@@ -3,7 +3,8 @@
 ``report.json`` holds: ``schema``, ``slmkit_version``, ``created``, ``command``, ``seconds``; ``model``
 (name, path, sha256 of the reference); ``artifacts_dir``; ``profile`` (name, threads, max_context,
 batch, memory_budget_mb); ``settings`` (mode, texts and their source, scored_tokens, prompts, sampling,
-prompt_lengths, decode_tokens, reps, scorer); ``machine`` (cpu, cores, memory, os, library versions,
+prompt_lengths, decode_tokens, reps, scorer); ``machine`` (cpu, cores, memory, os, library versions, kernels
+(llama.cpp's CPU features, onnxruntime's providers),
 measured memory_bandwidth_gbs and its method); and ``results``, one row per runtime, the fp16 reference
 first (``is_reference``), each with ``name`` (artifact file name, or ``reference``), ``label``,
 ``format``, ``quant``, ``file``, ``bytes``, ``bits_per_weight``, ``sha256``, ``error`` (null or the

