@@ -4,8 +4,8 @@
     python -m slmkit.benchmarks.faults [--kills 20] [--formats gguf,onnx] [--json FILE]
 
 After every fault the artifact folder must hold either the previous complete artifacts or none: every
-file under a final name is listed in the manifest with its sha256, every listed file exists, and the
-manifest itself parses. The tests in ``tests/test_faults.py`` run a few of the same faults.
+listed file exists with its manifest sha256, the manifest parses, and a file under a final name that is
+not listed yet (killed between its rename and its manifest entry) is whole. The tests in ``tests/test_faults.py`` run a few of the same faults.
 """
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from slmkit.errors import SlmkitError
 from slmkit.files import TMP_PREFIX, sha256_file
+from slmkit.gguf_file import open_gguf
+from slmkit.onnx_file import inspect_onnx
 
 ARTIFACT_SUFFIXES = (".gguf", ".onnx", ".data")
 
@@ -46,8 +49,12 @@ def folder_problems(folder: Path, previous: dict[str, str] | None = None) -> lis
         elif sha256_file(folder / name) != sha:
             problems.append(f"{name} does not match its manifest sha256 (partial or corrupt)")
     for p in folder.iterdir() if folder.is_dir() else ():
-        if p.suffix in ARTIFACT_SUFFIXES and not p.name.startswith(TMP_PREFIX) and p.name not in listed:
-            problems.append(f"{p.name} stands under a final name without a manifest entry")
+        if p.suffix in (".gguf", ".onnx") and not p.name.startswith(TMP_PREFIX) and p.name not in listed:
+            # killed between an artifact's rename and its manifest entry: it must be whole
+            try:
+                open_gguf(p) if p.suffix == ".gguf" else inspect_onnx(p)
+            except SlmkitError as e:
+                problems.append(f"{p.name} stands under a final name, unlisted and broken ({e})")
     for name, sha in (previous or {}).items():
         if not (folder / name).is_file() or sha256_file(folder / name) != sha:
             problems.append(f"previous artifact {name} was lost or changed")

@@ -12,7 +12,7 @@ from pathlib import Path
 from slmkit.converters.checks import evaluation_texts, fidelity, require, tokenizer_parity
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
 from slmkit.converters.gguf_writer import write_gguf
-from slmkit.converters.output import artifact_entry, prepare_output
+from slmkit.converters.output import Landing, artifact_entry, prepare_output
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
@@ -30,14 +30,15 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
     f16 = out / artifact_name(folder, "f16")
     keep_f16 = "f16" in quants
     source = prepare_output(folder, out, f16, keep_f16)
-    entries: dict[str, dict] = {}
+    landing = Landing(out, folder)
     try:
         t0 = time.time()
         write_gguf(folder, source, "f16")
         log(f"wrote {f16.name if keep_f16 else 'the f16 source'} ({source.stat().st_size / 2**20:.1f} MiB, "
             f"{time.time() - t0:.1f}s)")
         if keep_f16:
-            entries[f16.name] = artifact_entry(f16, "gguf", "f16", t0, **read_result(f16, "f16").summary())
+            landing.placed(f16)
+            f16_entry = artifact_entry(f16, "gguf", "f16", t0, **read_result(f16, "f16").summary())
 
         texts = evaluation_texts()
         with LlamaCppRuntime(source, threads=threads or None) as rt, ReferenceRuntime(folder, threads=threads or None) as ref:
@@ -47,6 +48,8 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
         require("fidelity", checks["fidelity_f16"], source.name)
         log(f"checks passed: llama.cpp tokenization equals HF on {len(texts)} texts; f16 logits max |Δ| "
             f"{checks['fidelity_f16']['max_abs_diff']:.4f} vs the fp16 reference")
+        if keep_f16:
+            landing.record(f16, f16_entry)
 
         for quant in quants:
             if quant == "f16":
@@ -58,7 +61,8 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
                 result = read_result(dest, "f32")
             else:
                 result = quantize_gguf(source, dest, quant, threads, embedding_type)
-            entries[dest.name] = artifact_entry(dest, "gguf", quant, t0, **result.summary())
+            landing.placed(dest)
+            landing.record(dest, artifact_entry(dest, "gguf", quant, t0, **result.summary()))
             msg = (f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {result.bits_per_weight:.2f} bits/weight, "
                    f"embedding {result.embedding_type}, {time.time() - t0:.1f}s)")
             log(msg)
@@ -67,8 +71,11 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
                 log(f"warning: {dest.name}: {len(result.fallbacks)} tensors fell back from {quant} to "
                     f"{'/'.join(got)} (rows of {folder.shape.n_embd} or {folder.shape.n_inner} do not fit "
                     f"its block size); recorded in the manifest")
+    except BaseException:
+        landing.discard_unrecorded()
+        raise
     finally:
         if not keep_f16:
             source.unlink(missing_ok=True)
-    return update_manifest(out, folder, entries, {"gguf": checks})
+    return update_manifest(out, folder, landing.entries, {"gguf": checks})
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from slmkit.converters.checks import cache_consistency, evaluation_texts, fidelity, onnx_checker, require
 from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
 from slmkit.converters.onnx_quantize import Int4Options, write_precision
-from slmkit.converters.output import artifact_entry, prepare_output
+from slmkit.converters.output import Landing, artifact_entry, prepare_output
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
@@ -32,11 +32,13 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
     fp32 = out / artifact_name(folder, "fp32")
     keep_fp32 = "fp32" in precisions
     source = prepare_output(folder, out, fp32, keep_fp32)
-    entries: dict[str, dict] = {}
+    landing = Landing(out, folder)
     checks: dict[str, dict] = {}
     try:
         t0 = time.time()
         settings = write_precision(folder, "fp32", source)
+        if keep_fp32:
+            landing.placed(source)
         checks["onnx_checker_fp32"] = onnx_checker(source)
         require("onnx_checker", checks["onnx_checker_fp32"], source.name)
         with OnnxRuntime(source, threads=threads or None) as rt, ReferenceRuntime(folder, threads=threads or None) as ref:
@@ -47,7 +49,8 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
         log(f"checks passed: onnx.checker; fp32 logits max |Δ| {checks['fidelity_fp32']['max_abs_diff']:.5f} vs the "
             f"fp16 reference; cached decode equals full forward (max |Δ| {checks['cache_fp32']['max_abs_diff']:.1e})")
         if keep_fp32:
-            entries[fp32.name] = artifact_entry(fp32, "onnx", "fp32", t0, **settings)
+            landing.record(fp32, artifact_entry(fp32, "onnx", "fp32", t0, **settings,
+                                                bits_per_weight=round(8 * fp32.stat().st_size / folder.n_params, 3)))
             log(f"wrote {fp32.name} ({fp32.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")
         for precision in precisions:
             if precision == "fp32":
@@ -55,22 +58,24 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
             t0 = time.time()
             dest = out / artifact_name(folder, precision)
             settings = write_precision(folder, precision, dest, int4)
+            landing.placed(dest)
             check = onnx_checker(dest)
             require("onnx_checker", check, dest.name)
             with OnnxRuntime(dest, threads=threads or None) as rt:
                 cache = cache_consistency(rt, texts[:4], quantized=precision.startswith("int"))
             require("cache_consistency", cache, dest.name)
-            entries[dest.name] = artifact_entry(dest, "onnx", precision, t0, **settings,
-                                                bits_per_weight=round(8 * dest.stat().st_size / folder.n_params, 3))
+            landing.record(dest, artifact_entry(dest, "onnx", precision, t0, **settings,
+                                                bits_per_weight=round(8 * dest.stat().st_size / folder.n_params, 3)))
             log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")
+    except BaseException:
+        landing.discard_unrecorded()
+        raise
     finally:
         if not keep_fp32:
             source.unlink(missing_ok=True)
             source.with_name(source.name + ".data").unlink(missing_ok=True)
-    if keep_fp32:
-        entries[fp32.name]["bits_per_weight"] = round(8 * fp32.stat().st_size / folder.n_params, 3)
-    target = write_genai_config(folder, out, {e["quant"]: name for name, e in entries.items()})
+    target = write_genai_config(folder, out, {e["quant"]: name for name, e in landing.entries.items()})
     if target:
         checks["genai_config"] = {"file": GENAI_CONFIG, "model": target, "passed": True}
         log(f"wrote {GENAI_CONFIG} (onnxruntime-genai runs {target})")
-    return update_manifest(out, folder, entries, {"onnx": checks})
+    return update_manifest(out, folder, landing.entries, {"onnx": checks})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from slmkit.errors import SlmkitError
 from slmkit.files import TMP_PREFIX, atomic_path, clean_stale_temps, sha256_file
+from slmkit.manifest import read_manifest, update_manifest
 from slmkit.model_folder import ModelFolder
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -28,6 +29,32 @@ def artifact_entry(path: Path, fmt: str, quant: str, started: float, **extra: ob
     """A manifest entry for a finished artifact file."""
     return {"format": fmt, "quant": quant, "bytes": path.stat().st_size, "sha256": sha256_file(path),
             "seconds": round(time.time() - started, 2), **extra}
+
+
+class Landing:
+    """The artifacts of one conversion run. Each is recorded in the manifest the moment it is whole and
+    checked, so a kill leaves at most one complete file not yet listed; when the run fails, files it put
+    under their final names but never recorded (unchecked) are removed: nothing unchecked looks whole."""
+
+    def __init__(self, out: Path, folder: ModelFolder):
+        self.out, self.folder = out, folder
+        self.entries: dict[str, dict] = {}
+        self._placed: list[Path] = []
+
+    def placed(self, path: Path) -> None:
+        """``path`` is complete under its final name but not yet checked."""
+        self._placed.append(path)
+
+    def record(self, path: Path, entry: dict) -> None:
+        self.entries[path.name] = entry
+        update_manifest(self.out, self.folder, {path.name: entry}, {})
+
+    def discard_unrecorded(self) -> None:
+        listed = read_manifest(self.out).get("artifacts", {})
+        for path in self._placed:
+            if path.name not in listed:
+                path.unlink(missing_ok=True)
+                path.with_name(path.name + ".data").unlink(missing_ok=True)  # ONNX external data
 
 
 def parse_type_list(spec: str, valid: tuple[str, ...] | list[str], what: str) -> list[str]:

@@ -114,3 +114,28 @@ def test_bench_verifies_checksums_unless_told_not_to(tiny_artifacts, tmp_path):
     target.write_bytes(bytes(data))
     r = CliRunner().invoke(cli, ["bench", str(folder), "--quant", "int8", "--quick", "--scorer", "none"])
     assert r.exit_code == 1 and f"{target}: sha256 does not match its manifest" in r.output
+
+
+def test_an_artifact_that_fails_its_checks_never_stands_under_its_name(tiny_demo, tmp_path, monkeypatch):
+    """ONNX: int8 passes and is recorded; int4 fails its cache check and is removed. GGUF: a kept f16 whose
+    fidelity check fails is removed."""
+    from click.testing import CliRunner
+
+    import slmkit.converters.gguf_pipeline as gp
+    import slmkit.converters.onnx_pipeline as op
+    from slmkit.cli import cli
+
+    real = op.cache_consistency
+    monkeypatch.setattr(op, "cache_consistency", lambda rt, texts, quantized=False: (
+        {**real(rt, texts, quantized), "passed": "int4" not in rt.info["file"], "max_abs_diff": 9.0}))
+    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int8,int4",
+                                 "--out", str(tmp_path / "onnx"), "--threads", "1"])
+    assert r.exit_code == 1 and "int4.onnx: decoding with the KV cache differs" in r.output
+    assert sorted(p.name for p in (tmp_path / "onnx").glob("*.onnx")) == [f"{tiny_demo.name}-int8.onnx"]
+    assert folder_problems(tmp_path / "onnx") == []
+
+    monkeypatch.setattr(gp, "fidelity", lambda rt, ref, texts: {"passed": False, "max_abs_diff": 9.0, "limit": 0.1})
+    r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--quant", "f16,q8_0", "--out", str(tmp_path / "gguf"),
+                                 "--threads", "1"])
+    assert r.exit_code == 1 and "logits differ from the fp16 reference" in r.output
+    assert not list((tmp_path / "gguf").glob("*.gguf")) and folder_problems(tmp_path / "gguf") == []
