@@ -21,8 +21,7 @@ from slmkit.benchmarks.machine import machine_facts
 from slmkit.benchmarks.scenario import Scenario
 from slmkit.benchmarks.task_quality import get_scorer, task_metrics
 from slmkit.errors import SlmkitError
-from slmkit.files import sha256_file
-from slmkit.manifest import MANIFEST, read_manifest
+from slmkit.manifest import MANIFEST, read_manifest, verify_sha256
 from slmkit.model_folder import ModelFolder, open_model_folder
 from slmkit.profiles import get_profile
 
@@ -110,9 +109,7 @@ def select_artifacts(folder: Path, opts: BenchOptions) -> list[tuple[str, dict]]
             chosen.append((name, e))
     if opts.verify:
         for name, e in chosen:
-            if sha256_file(folder / name) != e.get("sha256"):
-                raise SlmkitError(f"{folder / name}: sha256 does not match its manifest (corrupt or modified file; "
-                                  "--no-verify skips this check)")
+            verify_sha256(folder / name, e.get("sha256"))
     if not chosen:
         raise SlmkitError(f"{folder}: no artifact of format {'/'.join(opts.formats)}"
                           f"{' and type ' + ','.join(opts.quants) if opts.quants else ''} in the manifest")
@@ -124,11 +121,12 @@ def resolve(target: str | None, artifacts_dir: Path | None, opts: BenchOptions,
     """The reference model folder and the artifact folder (quantized first when needed)."""
     path = Path(target) if target else None
     if path is not None and path.is_dir() and (path / MANIFEST).is_file():
-        source = opts.model or read_manifest(path).get("source", {}).get("path")
+        recorded = read_manifest(path).get("source", {})
+        source = opts.model or recorded.get("path")
         if not source or not Path(source).is_dir():
             raise SlmkitError(f"{path}: its source model {source} is not here; pass the fp16 model with --model")
         model = open_model_folder(source)
-        if model.sha256() != read_manifest(path).get("source", {}).get("sha256"):
+        if model.sha256() != recorded.get("sha256"):
             raise SlmkitError(f"{path}: its artifacts were converted from another model than {model.path}")
         return model, path
     model = open_model_folder(target)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
-from slmkit.files import sha256_file
-from slmkit.manifest import MANIFEST, read_manifest
+from slmkit.manifest import MANIFEST, read_manifest, verify_sha256
 from slmkit.memory import peak_rss_mb
 from slmkit.profiles import Profile, get_profile
 
@@ -42,9 +41,7 @@ def load(path: str | Path | None = None, device: str = "cpu", threads: int | Non
                           "(no config.json)")
     elif target is not None and target.is_file() and (target.parent / MANIFEST).is_file():
         expected = read_manifest(target.parent).get("artifacts", {}).get(target.name, {}).get("sha256")
-    actual = sha256_file(target) if verify and expected else None  # hashed once, handed to the backend
-    if actual is not None and actual != expected:
-        raise SlmkitError(f"{target}: sha256 does not match its manifest (corrupt or modified file)")
+    actual = verify_sha256(target, expected) if verify and expected else None  # hashed once, handed to the backend
     cap = min((x for x in (n_ctx, profile.max_context) if x), default=None)
     rt = open_runtime(target, threads=threads or profile.thread_count(), n_ctx=cap, sha256=actual)
     peak_mb = peak_rss_mb()

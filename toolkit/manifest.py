@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from slmkit import __version__
-from slmkit.files import write_text_atomic
+from slmkit.files import sha256_file, write_text_atomic
 from slmkit.errors import SlmkitError
 from slmkit.model_folder import ModelFolder
 
@@ -37,6 +37,15 @@ def read_manifest(folder: Path) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise SlmkitError(f"{path}: not an slmkit manifest (schema {SCHEMA} expected)")
     return data
+
+
+def verify_sha256(path: Path, expected: str | None) -> str:
+    """The file's sha256, checked against the one its manifest records (one clear error naming the file)."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise SlmkitError(f"{path}: sha256 does not match its manifest (corrupt or modified file; "
+                          "--no-verify / verify=False skips this check)")
+    return actual
 
 
 def update_manifest(folder: Path, source: ModelFolder, artifacts: dict[str, dict], checks: dict[str, dict]) -> dict:

@@ -65,7 +65,7 @@ class Gpt2Shape:
                     n_positions=_int_field(cfg, "n_positions", where, cfg.get("n_ctx", 1024)),
                     n_embd=n_embd, n_layer=_int_field(cfg, "n_layer", where, 12),
                     n_head=_int_field(cfg, "n_head", where, 12),
-                    n_inner=_int_field(cfg, "n_inner", where, None) if cfg.get("n_inner") is not None else 4 * n_embd,
+                    n_inner=_int_field(cfg, "n_inner", where) if cfg.get("n_inner") is not None else 4 * n_embd,
                     layer_norm_epsilon=float(eps), tie_word_embeddings=tie)
         if shape.n_embd % shape.n_head:
             raise SlmkitError(f"{where}: n_embd {shape.n_embd} is not a multiple of n_head {shape.n_head}")
@@ -103,6 +103,7 @@ class ModelFolder:
     weights: Path
     tokenizer_kind: str
     tensors: dict[str, TensorEntry] = field(default_factory=dict)  # empty for pytorch_model.bin
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def weights_format(self) -> str:
@@ -130,8 +131,10 @@ class ModelFolder:
         return dict(Counter(t.dtype for t in self.tensors.values()))
 
     def sha256(self) -> str:
-        """sha256 of the weights file (the source model hash in manifests)."""
-        return sha256_file(self.weights)
+        """sha256 of the weights file (the source model hash in manifests), hashed once per folder object."""
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.weights)
+        return self._sha256
 
 
 def check_tensors(path: Path, shape: Gpt2Shape, table: dict[str, TensorEntry]) -> dict[str, TensorEntry]:
