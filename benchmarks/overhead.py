@@ -37,18 +37,16 @@ def raw_onnx(rt, ids: list[int], passes: int) -> float:
     sess, layers, heads, dim = rt._session, rt._layers, rt._heads, rt._head_dim
     past = {f"past_key_values.{i}.{k}": np.zeros((1, heads, 0, dim), np.float32)
             for i in range(layers) for k in ("key", "value")}
-    names = ["logits"] + list(past)
+    past_names = [o.name.replace("present", "past_key_values") for o in sess.get_outputs()][1:]
     t = time.perf_counter()
     cur, n = ids, 0
     for _ in range(passes):
         feed = {"input_ids": np.array([cur], np.int64), "attention_mask": np.ones((1, n + len(cur)), np.int64),
                 "position_ids": np.arange(n, n + len(cur))[None], **past}
         out = sess.run(None, feed)
-        past = {name.replace("present", "past_key_values"): v
-                for name, v in zip([o.name for o in sess.get_outputs()][1:], out[1:])}
+        past = dict(zip(past_names, out[1:]))
         n += len(cur)
         cur = [int(np.argmax(out[0][0, -1]))]
-    del names
     return time.perf_counter() - t
 
 
