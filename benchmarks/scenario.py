@@ -8,6 +8,7 @@ scoring pass (whose comparison with the reference's logits would otherwise count
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,6 +134,9 @@ def score_texts(rt, text_ids: list[list[int]], reference: Path | None, write: Pa
     vocab = rt.tokenizer.vocab_size
     total = sum(len(ids) for ids in text_ids)
     out = np.lib.format.open_memmap(write, mode="w+", dtype=np.float32, shape=(total, vocab)) if write else None
+    if write:  # reserve the blocks: a full disk fails here with ENOSPC, not with SIGBUS while writing the map
+        with open(write, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
     ref = np.load(reference, mmap_mode="r") if reference else None
     loss, count, offset, drift = 0.0, 0, 0, []
     for ids in text_ids:

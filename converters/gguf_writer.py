@@ -102,5 +102,11 @@ def write_gguf(folder: ModelFolder, dest: Path, dtype: str = "f16") -> Path:
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
+        w.flush()
+        intended = w.fout[0].tell()
         w.close()
+        # numpy's tofile ignores a failed final flush: a full disk can leave a short file and no error
+        if (written := tmp.stat().st_size) < intended:
+            raise SlmkitError(f"could not write {dest}: only {written} of {intended} bytes reached the disk "
+                              "(disk full or file size limit)")
     return dest

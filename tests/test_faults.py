@@ -50,6 +50,45 @@ def test_disk_full_is_one_clear_line_and_loses_nothing(quantized, tiny_demo, tmp
     assert artifact_hashes(out) == previous
 
 
+
+CAPPED_WRITES = """
+import resource, signal, sys
+from pathlib import Path
+from slmkit.converters.gguf_writer import write_gguf
+from slmkit.errors import SlmkitError
+from slmkit.model_folder import open_model_folder
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+folder, out = open_model_folder(Path(sys.argv[1])), Path(sys.argv[2])
+for cap in map(int, sys.argv[3:]):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (cap, resource.RLIM_INFINITY))
+    try:
+        write_gguf(folder, out / f"capped-{cap}.gguf")
+        print(cap, "written")
+    except SlmkitError as e:
+        print(cap, str(e).split(":")[0])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+"""
+
+
+def test_gguf_writer_never_leaves_a_short_file_on_a_full_disk(tiny_demo, tmp_path):
+    """numpy's tofile drops a failed flush silently; every cap across the file must still be an error."""
+    import subprocess
+    import sys
+
+    from slmkit.converters.gguf_writer import write_gguf
+    from slmkit.model_folder import open_model_folder
+
+    size = write_gguf(open_model_folder(tiny_demo), tmp_path / "whole.gguf").stat().st_size
+    caps = sorted({1000, *range(size // 50, size, size // 50), size - 1})
+    out = tmp_path / "capped"
+    r = subprocess.run([sys.executable, "-c", CAPPED_WRITES, str(tiny_demo), str(out), *map(str, caps)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    results = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert results == {str(c): "could not write " + str(out / f"capped-{c}.gguf") for c in caps}
+    assert list(out.iterdir()) == []
+
 @pytest.fixture(scope="module")
 def tiny_artifacts(tiny_demo, tmp_path_factory) -> dict[str, Path]:
     from tests.conftest import quantize_ok
