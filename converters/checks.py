@@ -14,6 +14,8 @@ import numpy as np
 from slmkit.benchmarks.quality import summarize_drift, token_drift
 from slmkit.demo.dataset import examples
 from slmkit.errors import SlmkitError
+from slmkit.model_folder import ModelFolder
+from slmkit.onnx_file import checker_error
 from slmkit.runtimes.base import Runtime
 from slmkit.tokenizer import TextTokenizer
 
@@ -48,12 +50,25 @@ def fidelity(runtime: Runtime, reference: Runtime, texts: list[str]) -> dict:
             "mean_kl": stats["mean_kl"], "same_top1": stats["same_top1"], "passed": max_diff <= limit}
 
 
+def transformers_encoder(folder: ModelFolder) -> Callable[[str], list[int]]:
+    """The encode function of transformers' own tokenizer for ``folder`` (the fp16 reference's library)."""
+    from transformers import AutoTokenizer
+
+    try:
+        hf = AutoTokenizer.from_pretrained(str(folder.path), local_files_only=True)
+    except Exception as e:  # transformers raises many types for odd tokenizer files
+        raise SlmkitError(f"{folder.path}: transformers cannot load its tokenizer "
+                          f"({(str(e).splitlines() or [type(e).__name__])[0][:120]})") from None
+    return lambda text: hf(text, add_special_tokens=False)["input_ids"]
+
+
 def require(name: str, result: dict, artifact: str) -> None:
     if result["passed"]:
         return
-    if name == "tokenizer_parity":
-        raise SlmkitError(f"{artifact}: tokenizer parity failed on {result['mismatches']}/{result['texts']} texts "
-                          f"(first: {result['first_mismatch']!r})")
+    if name in ("tokenizer_parity", "tokenizer_transformers"):
+        which = "llama.cpp's" if name == "tokenizer_parity" else "transformers'"
+        raise SlmkitError(f"{artifact}: {which} tokenization differs from slmkit's on {result['mismatches']}/"
+                          f"{result['texts']} texts (first: {result['first_mismatch']!r})")
     if name == "onnx_checker":
         raise SlmkitError(f"{artifact}: onnx.checker failed: {result['error']}")
     if name == "cache_consistency":
@@ -64,13 +79,8 @@ def require(name: str, result: dict, artifact: str) -> None:
 
 
 def onnx_checker(path) -> dict:
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as e:  # onnx raises ValidationError and friends
-        return {"passed": False, "error": str(e).splitlines()[0][:200]}
-    return {"passed": True}
+    error = checker_error(path, full_check=True)
+    return {"passed": True} if error is None else {"passed": False, "error": error}
 
 
 def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = False) -> dict:

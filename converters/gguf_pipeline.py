@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from slmkit.converters.checks import evaluation_texts, fidelity, require, tokenizer_parity
+from slmkit.converters.checks import evaluation_texts, fidelity, require, tokenizer_parity, transformers_encoder
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
 from slmkit.converters.gguf_writer import write_gguf
 from slmkit.converters.output import Landing, artifact_entry, prepare_output
@@ -42,11 +42,13 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
 
         texts = evaluation_texts()
         with LlamaCppRuntime(source, threads=threads or None) as rt, ReferenceRuntime(folder, threads=threads or None) as ref:
-            checks = {"tokenizer_parity": tokenizer_parity(rt.llama_tokenize, ref.tokenizer, texts),
+            checks = {"tokenizer_transformers": tokenizer_parity(transformers_encoder(folder), ref.tokenizer, texts),
+                      "tokenizer_parity": tokenizer_parity(rt.llama_tokenize, ref.tokenizer, texts),
                       "fidelity_f16": fidelity(rt, ref, texts)}
+        require("tokenizer_transformers", checks["tokenizer_transformers"], source.name)
         require("tokenizer_parity", checks["tokenizer_parity"], source.name)
         require("fidelity", checks["fidelity_f16"], source.name)
-        log(f"checks passed: llama.cpp tokenization equals HF on {len(texts)} texts; f16 logits max |Δ| "
+        log(f"checks passed: llama.cpp and transformers tokenize {len(texts)} texts as slmkit does; f16 logits max |Δ| "
             f"{checks['fidelity_f16']['max_abs_diff']:.4f} vs the fp16 reference")
         if keep_f16:
             landing.record(f16, f16_entry)

@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from slmkit.converters.checks import cache_consistency, evaluation_texts, fidelity, onnx_checker, require
+from slmkit.converters.checks import (cache_consistency, evaluation_texts, fidelity, onnx_checker, require,
+                                      tokenizer_parity, transformers_encoder)
 from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
 from slmkit.converters.onnx_quantize import Int4Options, write_precision
 from slmkit.converters.output import Landing, artifact_entry, prepare_output
@@ -42,11 +43,13 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
         checks["onnx_checker_fp32"] = onnx_checker(source)
         require("onnx_checker", checks["onnx_checker_fp32"], source.name)
         with OnnxRuntime(source, threads=threads or None) as rt, ReferenceRuntime(folder, threads=threads or None) as ref:
+            checks["tokenizer_transformers"] = tokenizer_parity(transformers_encoder(folder), rt.tokenizer, texts)
             checks["fidelity_fp32"] = fidelity(rt, ref, texts)
             checks["cache_fp32"] = cache_consistency(rt, texts[:8])
+        require("tokenizer_transformers", checks["tokenizer_transformers"], source.name)
         require("fidelity", checks["fidelity_fp32"], source.name)
         require("cache_consistency", checks["cache_fp32"], source.name)
-        log(f"checks passed: onnx.checker; fp32 logits max |Δ| {checks['fidelity_fp32']['max_abs_diff']:.5f} vs the "
+        log(f"checks passed: onnx.checker; transformers tokenizes as slmkit does; fp32 logits max |Δ| {checks['fidelity_fp32']['max_abs_diff']:.5f} vs the "
             f"fp16 reference; cached decode equals full forward (max |Δ| {checks['cache_fp32']['max_abs_diff']:.1e})")
         if keep_fp32:
             landing.record(fp32, artifact_entry(fp32, "onnx", "fp32", t0, **settings,

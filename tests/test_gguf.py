@@ -139,6 +139,24 @@ def test_failed_quantize_leaves_no_partial_file(small, tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".slmkit-*"))
 
 
+
+@pytest.mark.parametrize("fmt", ["gguf", "onnx"])
+def test_a_tokenizer_that_transformers_reads_differently_is_refused(small, tmp_path, monkeypatch, fmt):
+    """The fp16 reference is transformers: where its tokenizer would split a control token that slmkit
+    keeps whole, nothing is written."""
+    from slmkit.converters import checks
+
+    real = checks.transformers_encoder
+
+    def splitting(folder):
+        encode = real(folder)
+        return lambda text: encode(text.replace("<|out|>", "<|ou t|>"))
+
+    monkeypatch.setattr(f"slmkit.converters.{fmt}_pipeline.transformers_encoder", splitting)
+    r = CliRunner().invoke(cli, ["quantize", str(small), "--format", fmt, "--out", str(tmp_path)])
+    assert r.exit_code == 1 and "transformers' tokenization differs from slmkit's on" in r.output, r.output
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".gguf", ".onnx") or p.name.startswith(".slmkit")]
+
 def test_bad_gguf_files_fail_cleanly(small, quantized, tmp_path):
     out, _ = quantized
     good = (out / f"{small.name}-Q8_0.gguf").read_bytes()

@@ -31,6 +31,26 @@ def test_odd_shape_with_added_tokens_opens(odd_gpt2):
     assert "lm_head.weight" not in w and not any(k.startswith("transformer.") for k in w)
 
 
+
+def test_control_tokens_inside_vocab_json_stay_whole(tmp_path):
+    """The demo tokenizer as vocab.json + merges.txt + added_tokens.json, its control tokens inside the
+    vocabulary: encoded as transformers encodes them, the same ids as from tokenizer.json."""
+    from transformers import AutoTokenizer
+
+    files = write_random_gpt2(tmp_path / "files", tokenizer="demo-files")
+    single = write_random_gpt2(tmp_path / "single")
+    assert open_model_folder(files).tokenizer_kind == "vocab.json+merges.txt"
+    text = "<|task:t2i|><|len:short|><|rel:high|> a cozy cabin, ünïcode<|out|> x<|endoftext|>"
+    ours, hf = TextTokenizer.from_folder(files), AutoTokenizer.from_pretrained(str(files))
+    assert ours.encode(text) == hf(text)["input_ids"] == TextTokenizer.from_folder(single).encode(text)
+    assert ours.encode("<|task:t2i|>")[0] == 1 and ours.decode(ours.encode(text)) == text
+
+    declared = json.loads((files / "added_tokens.json").read_text())
+    (files / "added_tokens.json").write_text(json.dumps({**declared, "<|out|>": 7}))
+    (files / "tokenizer_config.json").unlink()
+    with pytest.raises(SlmkitError, match=r"added token '<\|out\|>' is declared with id 7 but the vocabulary gives it 10"):
+        TextTokenizer.from_folder(files)
+
 def test_pytorch_bin_loads_with_weights_only(tmp_path):
     folder = write_random_gpt2(tmp_path / "bin", weights="pytorch")
     f = open_model_folder(folder)

@@ -55,6 +55,20 @@ def _write_demo_tokenizer(folder: Path) -> int:
     return json.loads((DEMO_MODEL / "config.json").read_text())["vocab_size"]
 
 
+def _write_demo_tokenizer_files(folder: Path) -> int:
+    """The demo tokenizer in the older layout: vocab.json, merges.txt and added_tokens.json."""
+    vocab_size = _write_demo_tokenizer(folder)
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    (folder / "tokenizer.json").unlink()
+    bpe = data["model"]
+    (folder / "vocab.json").write_text(json.dumps(bpe["vocab"], ensure_ascii=False), encoding="utf-8")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in bpe["merges"]]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    added = {t["content"]: t["id"] for t in data["added_tokens"]}
+    (folder / "added_tokens.json").write_text(json.dumps(added, ensure_ascii=False), encoding="utf-8")
+    return vocab_size
+
+
 def write_random_gpt2(folder: str | Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
                       n_inner: int | None = None, n_positions: int = 256, tokenizer: str = "demo",
                       added_tokens: list[str] | None = None, dtype: str = "float16", seed: int = 0,
@@ -70,8 +84,11 @@ def write_random_gpt2(folder: str | Path, *, n_embd: int = 64, n_layer: int = 2,
     elif tokenizer == "demo":
         vocab_size = _write_demo_tokenizer(folder)
         eos = json.loads((DEMO_MODEL / "config.json").read_text())["eos_token_id"]
+    elif tokenizer == "demo-files":
+        vocab_size = _write_demo_tokenizer_files(folder)
+        eos = json.loads((DEMO_MODEL / "config.json").read_text())["eos_token_id"]
     else:
-        raise SlmkitError(f"unknown tokenizer {tokenizer!r}; valid: demo, gpt2")
+        raise SlmkitError(f"unknown tokenizer {tokenizer!r}; valid: demo, demo-files, gpt2")
     cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": vocab_size,
            "n_positions": n_positions, "n_embd": n_embd, "n_layer": n_layer, "n_head": n_head,
            "n_inner": n_inner, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,

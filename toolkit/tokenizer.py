@@ -41,8 +41,14 @@ def _byte_level(tok: "tokenizers.Tokenizer") -> "tokenizers.Tokenizer":
     return tok
 
 
-def _added_tokens(folder: Path) -> list[str]:
-    """Added tokens declared beside vocab.json + merges.txt, in id order."""
+def _reason(e: Exception) -> str:
+    """The first line of a library's error, printable (it may quote corrupt tokens), at most 120 characters."""
+    line = (str(e).splitlines() or [type(e).__name__])[0][:120]
+    return "".join(ch if ch.isprintable() else "?" for ch in line)
+
+
+def _added_tokens(folder: Path) -> dict[int, str]:
+    """Added tokens declared beside vocab.json + merges.txt: id -> token."""
     found: dict[int, str] = {}
     if (folder / "added_tokens.json").is_file():
         data = _read_json(folder / "added_tokens.json")
@@ -53,7 +59,23 @@ def _added_tokens(folder: Path) -> list[str]:
         if isinstance(data, dict):
             for i, meta in (data.get("added_tokens_decoder") or {}).items():
                 found[int(i)] = meta["content"] if isinstance(meta, dict) else str(meta)
-    return [found[i] for i in sorted(found)]
+    return found
+
+
+def _add_declared_tokens(tok: "tokenizers.Tokenizer", folder: Path) -> None:
+    """Register the declared added tokens (and end-of-text) as special, whether or not vocab.json also
+    lists them, as transformers does; each must land on its declared id."""
+    declared = _added_tokens(folder)
+    if not all(isinstance(t, str) and t for t in declared.values()):
+        raise SlmkitError(f"{folder}: an added token is not a non-empty string")
+    tokens = [declared[i] for i in sorted(declared)]
+    if EOS not in tokens and (tok.token_to_id(EOS) is not None or not tokens):
+        tokens.append(EOS)
+    tok.add_special_tokens(tokens)
+    for i, t in declared.items():
+        if tok.token_to_id(t) != i:
+            raise SlmkitError(f"{folder}: added token {t[:40]!r} is declared with id {i} but the vocabulary "
+                              f"gives it {tok.token_to_id(t)}")
 
 
 class TextTokenizer:
@@ -83,12 +105,11 @@ class TextTokenizer:
                 _read_json(folder / "vocab.json")
                 tok = _byte_level(Tokenizer(models.BPE.from_file(str(folder / "vocab.json"),
                                                                   str(folder / "merges.txt"))))
-                specials = [t for t in _added_tokens(folder) if tok.token_to_id(t) is None or t == EOS]
-                tok.add_special_tokens(specials or [EOS])
+                _add_declared_tokens(tok, folder)
         except SlmkitError:
             raise
         except Exception as e:  # the Rust library raises plain Exceptions for malformed files
-            raise SlmkitError(f"{folder}: corrupt tokenizer ({str(e).splitlines()[0][:120]})") from None
+            raise SlmkitError(f"{folder}: corrupt tokenizer ({_reason(e)})") from None
         return cls(tok, kind, folder)
 
     @classmethod
@@ -102,7 +123,7 @@ class TextTokenizer:
             tok = _byte_level(Tokenizer(models.BPE(vocab=vocab, merges=pairs)))
             tok.add_special_tokens(special)
         except Exception as e:
-            raise SlmkitError(f"{where}: corrupt tokenizer data ({str(e).splitlines()[0][:120]})") from None
+            raise SlmkitError(f"{where}: corrupt tokenizer data ({_reason(e)})") from None
         return cls(tok, "gguf", where)
 
     @property
