@@ -1,5 +1,6 @@
-"""Fuzzing campaign: mutated GGUF, ONNX, safetensors, config.json and tokenizer files must give a clean
-one-line error or a correct load, never a crash, a hang or another exception.
+"""Fuzzing campaign: mutated GGUF, ONNX, safetensors, config.json and tokenizer files (tokenizer.json, or
+vocab.json + merges.txt + added_tokens.json) must give a clean one-line error or a correct load, never a
+crash, a hang or another exception.
 
     python -m slmkit.benchmarks.fuzz [--cases 500] [--kinds gguf,onnx,...] [--seed 0] [--json FILE]
 
@@ -23,16 +24,17 @@ from pathlib import Path
 
 from slmkit.errors import SlmkitError
 
-KINDS = ("gguf", "onnx", "safetensors", "config", "tokenizer")
+KINDS = ("gguf", "onnx", "safetensors", "config", "tokenizer", "vocab", "merges", "added_tokens")
 BYTE_OPS = ("truncate", "flip", "u32", "u64", "zero", "duplicate")
 JSON_OPS = ("json_value", "json_drop")
 NASTY = [None, True, -1, 0, 1, 2**31, 2**63, -(2**63), 1e308, 0.5, "", "x" * 10_000, [], {}, [1, 2], {"a": 1}]
 TARGETS = {"gguf": "model-Q8_0.gguf", "onnx": "model-int8.onnx", "safetensors": "model.safetensors",
-           "config": "config.json", "tokenizer": "tokenizer.json"}
+           "config": "config.json", "tokenizer": "tokenizer.json", "vocab": "vocab.json", "merges": "merges.txt",
+           "added_tokens": "added_tokens.json"}
 
 
 def ops_for(kind: str) -> tuple[str, ...]:
-    return BYTE_OPS + JSON_OPS if kind in ("config", "tokenizer") else BYTE_OPS
+    return BYTE_OPS + JSON_OPS if TARGETS[kind].endswith(".json") else BYTE_OPS
 
 
 def mutate(data: bytes, op: str, pos: int, value: int) -> bytes:
@@ -92,13 +94,19 @@ def regions(kind: str, original: bytes) -> list[tuple[int, int]]:
 
 def prepare(kind: str, base: Path, model: Path | None = None) -> tuple[Path, bytes]:
     """A folder holding a small real file of ``kind`` (and what loading it needs); returns the folder and
-    the file's original bytes. ``model``: a GPT-2 folder (a tiny random one is written when None)."""
+    the file's original bytes. ``model``: a GPT-2 folder (a tiny random one is written when None; the
+    vocab.json + merges.txt kinds always get one with the demo tokenizer in that layout)."""
     from slmkit.synthetic import write_random_gpt2
 
     folder = base / kind
     if folder.is_dir():
         return folder, (base / f"{kind}.orig").read_bytes()
-    src = model or write_random_gpt2(base / "tiny-model", n_embd=64, n_layer=2, n_head=4)
+    if kind in ("vocab", "merges", "added_tokens"):
+        src = base / "tiny-model-files"
+        if not src.is_dir():
+            write_random_gpt2(src, n_embd=64, n_layer=2, n_head=4, tokenizer="demo-files")
+    else:
+        src = model or write_random_gpt2(base / "tiny-model", n_embd=64, n_layer=2, n_head=4)
     if kind in ("gguf", "onnx"):
         from slmkit.converters.gguf_pipeline import convert_gguf
         from slmkit.converters.onnx_pipeline import convert_onnx
@@ -137,9 +145,11 @@ def try_load(kind: str, folder: Path) -> str:
             from slmkit.weights import load_weights
 
             load_weights(open_model_folder(folder))
-        else:
+        else:  # tokenizer files: as a model folder's, then encode and decode
+            from slmkit.model_folder import open_model_folder
             from slmkit.tokenizer import TextTokenizer
 
+            open_model_folder(folder)
             tok = TextTokenizer.from_folder(folder)
             tok.decode(tok.encode("<|task:t2i|> a cozy cabin, ünïcode"))
     except SlmkitError as e:

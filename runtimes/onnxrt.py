@@ -14,7 +14,7 @@ import numpy as np
 
 from slmkit.errors import SlmkitError
 from slmkit.files import sha256_file
-from slmkit.onnx_file import inspect_onnx
+from slmkit.onnx_file import checker_error, inspect_onnx
 from slmkit.runtimes.base import Runtime
 from slmkit.tokenizer import TextTokenizer
 
@@ -29,11 +29,14 @@ class OnnxRuntime(Runtime):
 
     def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None,
                  optimization: str = "all", sha256: str | None = None):
-        """``sha256``: the file's hash when the caller has already computed it (else it is computed)."""
+        """``sha256``: the file's hash, already verified by the caller against the manifest that slmkit
+        wrote with it (its converter ran onnx.checker then). Without it, onnx.checker runs here."""
         import onnxruntime as ort
 
         path = Path(path)
         model = inspect_onnx(path)  # structure, operator domains, external data: before onnxruntime parses it
+        if sha256 is None and (problem := checker_error(path)):
+            raise SlmkitError(f"{path}: not a valid ONNX model (onnx.checker: {problem})")
         if not set(REQUIRED_INPUTS) <= set(model.inputs) or "logits" not in model.outputs:
             raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(model.inputs)[:4]})")
         threads = threads or max(1, os.cpu_count() or 1)

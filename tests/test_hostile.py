@@ -1,5 +1,5 @@
 """Hostile files: property-based mutations of real GGUF, ONNX, safetensors, config.json and tokenizer
-files give a clean one-line error or a correct load; untrusted ONNX content is refused."""
+files (tokenizer.json; vocab.json, merges.txt, added_tokens.json) give a clean one-line error or a correct load; untrusted ONNX content is refused."""
 from __future__ import annotations
 
 import shutil
@@ -14,7 +14,8 @@ from slmkit.errors import SlmkitError
 from slmkit.onnx_file import inspect_onnx
 
 # Bounded for CI: derandomized (the same cases every run); the larger campaign is benchmarks/fuzz.py.
-EXAMPLES = {"gguf": 150, "onnx": 100, "safetensors": 150, "config": 200, "tokenizer": 100}
+EXAMPLES = {"gguf": 150, "onnx": 100, "safetensors": 150, "config": 200, "tokenizer": 100, "vocab": 100,
+            "merges": 100, "added_tokens": 100}
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,17 @@ def test_the_real_exports_pass_inspection(onnx_folder):
     info = inspect_onnx(onnx_folder / TARGETS["onnx"])
     assert {"input_ids", "attention_mask", "position_ids"} <= set(info.inputs) and info.outputs[0] == "logits"
     assert info.domains <= {"", "ai.onnx", "com.microsoft"}
+
+
+def test_a_graph_onnx_checker_rejects_never_reaches_onnxruntime(onnx_folder, tmp_path):
+    """Well-formed protobuf, built-in domain, but no such operator: onnx.checker stops it (a file that a
+    verified manifest vouches for was checked when slmkit wrote it)."""
+    def unknown_op(model):
+        model.graph.node[0].op_type = "NoSuchOperator"
+
+    path = _edit_onnx(onnx_folder / TARGETS["onnx"], tmp_path / "unknown-op", unknown_op)
+    inspect_onnx(path)  # the wire walk alone lets it through
+    from slmkit.loader import load
+
+    with pytest.raises(SlmkitError, match=r"not a valid ONNX model \(onnx.checker: .*NoSuchOperator"):
+        load(path, verify=False)

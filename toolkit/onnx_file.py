@@ -1,10 +1,11 @@
 """Validation of an ONNX file before onnxruntime parses it, from the protobuf wire format alone.
 
-No ``onnx`` package is needed (the runtime path has only onnxruntime). The walk checks that every
+The walk needs no ``onnx`` package. It checks that every
 length-delimited field lies inside the file (truncation, bit flips in lengths), collects the operator
 domains of every node (subgraphs and functions included) and refuses any outside the built-in set, and
 checks that external-data files stay inside the model's folder and are long enough. Raw tensor bytes
-are skipped, so a 600 MB model is walked in milliseconds.
+are skipped, so a 600 MB model is walked in milliseconds. :func:`checker_error` then runs onnx.checker
+(the ``onnx`` package) over a file that passed the walk.
 """
 from __future__ import annotations
 
@@ -180,3 +181,17 @@ def inspect_onnx(path: str | Path) -> OnnxInfo:
         if not target.is_file() or target.stat().st_size < need:
             raise SlmkitError(f"{path}: external data file {location} is missing or shorter than the model needs")
     return info
+
+
+def checker_error(path: str | Path, full_check: bool = False) -> str | None:
+    """onnx.checker's first complaint about a file that passed :func:`inspect_onnx` (None when it passes).
+    ``full_check`` adds shape inference (slmkit's converters use it on what they write)."""
+    try:
+        import onnx.checker
+    except ImportError:
+        raise SlmkitError(f"{path}: checking an ONNX file needs the onnx package (pip install 'slmkit[onnx]')") from None
+    try:
+        onnx.checker.check_model(str(path), full_check=full_check)
+    except Exception as e:  # ValidationError, InferenceError, protobuf DecodeError, ...
+        return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    return None
