@@ -170,6 +170,30 @@ def test_bad_gguf_files_fail_cleanly(small, quantized, tmp_path):
         assert str(p) in str(e.value), name
 
 
+
+@pytest.mark.parametrize("extra, msg", [
+    ({"eps": -0.5}, "layer_norm_epsilon = -0.5"),  # llama.cpp: GGML_ASSERT(eps >= 0.0f), an abort
+    ({"eps": float("nan")}, "layer_norm_epsilon = nan"),
+    ({"gpt2.expert_count": 8}, "keys a GPT-2 does not: gpt2.expert_count"),
+    ({"gpt2.attention.head_count_kv": 3}, "head_count_kv = 3"),
+    ({"gpt2.vocab_size": 7}, "vocab_size = 7, the embedding has"),
+])
+def test_gguf_hyperparameters_llama_cpp_would_abort_on_are_refused(small, tmp_path, monkeypatch, extra, msg):
+    import gguf
+
+    add_eps = gguf.GGUFWriter.add_layer_norm_eps
+
+    def edited(self, value):
+        add_eps(self, extra.get("eps", value))
+        for key, v in extra.items():
+            if key != "eps":
+                self.add_uint32(key, v)
+
+    monkeypatch.setattr(gguf.GGUFWriter, "add_layer_norm_eps", edited)
+    path = write_gguf(open_model_folder(small), tmp_path / "edited.gguf")
+    with pytest.raises(SlmkitError, match=msg):
+        LlamaCppRuntime(path, threads=1)
+
 def test_other_architecture_gguf_is_refused(tmp_path):
     import gguf
 

@@ -29,6 +29,9 @@ DEFAULT_ALIGNMENT = 32
 SCALARS = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8",
            12: "<f8"}
 STRING, ARRAY = 8, 9
+# Metadata keys under the architecture prefix that a GPT-2 file may carry (llama.cpp reads each it finds).
+ARCH_KEYS = frozenset({"context_length", "embedding_length", "feed_forward_length", "block_count", "vocab_size",
+                       "attention.head_count", "attention.head_count_kv", "attention.layer_norm_epsilon"})
 SPECIAL_IDS = ("bos", "eos", "unknown", "separator", "padding")
 CONTROL = 3  # llama.cpp's token type for control tokens
 
@@ -184,6 +187,16 @@ def open_gguf(path: str | Path) -> GgufInfo:
     for name, v in hp.items():
         if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= 1 << 24:
             raise SlmkitError(f"{path}: GGUF metadata has {arch}.{name} = {v}")
+    eps = meta.get(f"{arch}.attention.layer_norm_epsilon")
+    if not isinstance(eps, float) or not 0.0 < eps <= 0.1:  # llama.cpp aborts on a negative one; NaN fails too
+        raise SlmkitError(f"{path}: GGUF metadata has {arch}.attention.layer_norm_epsilon = {eps}")
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv", hp["attention.head_count"])
+    if isinstance(kv_heads, bool) or not isinstance(kv_heads, int) or not 0 < kv_heads <= hp["attention.head_count"] \
+            or hp["attention.head_count"] % kv_heads:
+        raise SlmkitError(f"{path}: GGUF metadata has {arch}.attention.head_count_kv = {kv_heads}")
+    unknown = sorted(k for k in meta if k.startswith(f"{arch}.") and k[len(arch) + 1:] not in ARCH_KEYS)
+    if unknown:  # e.g. an expert count: llama.cpp would read it and could abort; a GPT-2 has none
+        raise SlmkitError(f"{path}: GGUF metadata has keys a GPT-2 does not: {', '.join(unknown[:3])}")
     if hp["embedding_length"] % hp["attention.head_count"]:
         raise SlmkitError(f"{path}: embedding_length {hp['embedding_length']} is not a multiple of head_count "
                           f"{hp['attention.head_count']}")
@@ -191,7 +204,11 @@ def open_gguf(path: str | Path) -> GgufInfo:
     if blocks != {str(i) for i in range(hp["block_count"])}:
         raise SlmkitError(f"{path}: block_count {hp['block_count']} does not match the {len(blocks)} blocks of tensors")
     embd = next(t for t in tensors if t.name == "token_embd.weight")
-    _check_vocab(meta, path, embd.dims[1] if len(embd.dims) > 1 else None)
+    rows = embd.dims[1] if len(embd.dims) > 1 else None
+    _check_vocab(meta, path, rows)
+    if f"{arch}.vocab_size" in meta and meta[f"{arch}.vocab_size"] != rows:
+        raise SlmkitError(f"{path}: GGUF metadata has {arch}.vocab_size = {meta[f'{arch}.vocab_size']}, "
+                          f"the embedding has {rows} rows")
     file_type = meta.get("general.file_type")
     return GgufInfo(path, arch, hp["context_length"], hp["embedding_length"], hp["block_count"],
                     file_type if isinstance(file_type, int) else None, types,
