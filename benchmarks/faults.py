@@ -125,7 +125,7 @@ def campaign(model: Path, fmt: str, work: Path, kills: int) -> dict:
             row["lost_or_corrupt"] += bool(problems)
             row["problems"] += [f"disk full at {limit} B: {p}" for p in problems][:3]
             if r["returncode"] != 0:
-                row["unclear_errors"] += r["traceback"] or not r["last_line"].startswith("error: ")
+                row["unclear_errors"] += r["traceback"] or not r["last_line"].startswith("error: could not write")
     return row
 
 
