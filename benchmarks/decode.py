@@ -12,6 +12,7 @@ from pathlib import Path
 
 from slmkit.benchmarks.scenario import Scenario, measure_latency
 from slmkit.demo.dataset import examples
+from slmkit.errors import run_script
 from slmkit.loader import load
 
 
@@ -31,4 +32,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, run_script
 from slmkit.files import TMP_PREFIX, sha256_file
 from slmkit.gguf_file import open_gguf
 from slmkit.onnx_file import inspect_onnx
@@ -155,4 +155,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

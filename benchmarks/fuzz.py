@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, run_script
 
 KINDS = ("gguf", "onnx", "safetensors", "config", "tokenizer", "vocab", "merges", "added_tokens")
 BYTE_OPS = ("truncate", "flip", "u32", "u64", "zero", "duplicate")
@@ -274,4 +274,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

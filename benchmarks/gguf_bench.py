@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from slmkit.converters.gguf_pipeline import convert_gguf
+from slmkit.errors import run_script
 from slmkit.model_folder import open_model_folder
 from slmkit.synthetic import GPT2_124M, write_random_gpt2
 
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,6 +16,7 @@ import gc
 import os
 import time
 
+from slmkit.errors import run_script
 from slmkit.loader import load
 from slmkit.memory import current_rss_mb
 
@@ -69,4 +70,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -1,6 +1,7 @@
 """What the Runtime wrapper costs: load, time to first token, and decode through ``Runtime.generate``
 next to the library's own loop (llama-cpp-python ``Llama.eval``; onnxruntime ``session.run`` with numpy
-feeds), in the same process and run, greedy, on the same prompt.
+feeds), in the same process and run, greedy, on the same prompt. A second run of the raw loop in the
+wrapper's place gives the noise floor: the "overhead" two identical loops show on this machine.
 
     python -m slmkit.benchmarks.overhead ARTIFACT [ARTIFACT ...] [--threads 2] [--tokens 64] [--device mobile]
 """
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from slmkit.errors import run_script
 from slmkit.loader import load
 from slmkit.memory import peak_rss_mb
 from slmkit.profiles import get_profile
 from slmkit.prompts import build_prompt
 
-REPS = 30
+REPS = 60
 PROMPT = build_prompt("vintage farmers market banner", "recommend", "long", "high")
 
 
@@ -78,14 +80,24 @@ def measure(path: str, threads: int, tokens: int, device: str) -> dict:
     rt.generate(PROMPT, max_new_tokens=1)
     ttft = time.perf_counter() - t
     rt.generate(PROMPT, max_new_tokens=tokens)  # warm-up
-    wrapped, raw = [], []
-    for _ in range(REPS):  # interleaved, so machine noise hits both loops alike
+    steps = sum(1 for _ in rt.stream(PROMPT, max_new_tokens=tokens))
+    passes = steps + 1 if steps < tokens else steps  # the prompt, one per token, and the one giving EOS
+    raw_loop = raw_llama if rt.info["format"] == "gguf" else raw_onnx
+
+    def wrapped_run() -> float:
         t = time.perf_counter()
-        steps = sum(1 for _ in rt.stream(PROMPT, max_new_tokens=tokens))
-        wrapped.append(time.perf_counter() - t)
-        # the same forward passes: the prompt, then one per token, plus the one that produced EOS
-        passes = steps + 1 if steps < tokens else steps
-        raw.append((raw_llama if rt.info["format"] == "gguf" else raw_onnx)(rt, ids, passes))
+        sum(1 for _ in rt.stream(PROMPT, max_new_tokens=tokens))
+        return time.perf_counter() - t
+
+    # The raw loop runs twice per repetition: its second run ("control") sits where the wrapper sits, so
+    # control against raw is what this machine's noise alone makes of two identical loops (A/A).
+    runs: dict[str, list[float]] = {"wrapped": [], "raw": [], "control": []}
+    loops = {"wrapped": wrapped_run, "raw": lambda: raw_loop(rt, ids, passes),
+             "control": lambda: raw_loop(rt, ids, passes)}
+    for rep in range(REPS):  # interleaved: wrapper, raw, control, then control, raw, wrapper
+        for name in (("wrapped", "raw", "control") if rep % 2 == 0 else ("control", "raw", "wrapped")):
+            runs[name].append(loops[name]())
+    wrapped, raw, control = runs["wrapped"], runs["raw"], runs["control"]
     peak = peak_rss_mb()
     wrapper_us = wrapper_cost(rt, tokens)
     budget = get_profile(device).memory_budget_mb
@@ -96,6 +108,11 @@ def measure(path: str, threads: int, tokens: int, device: str) -> dict:
             "wrapped_tok_s": steps / w, "raw_tok_s": steps / r, "overhead_pct": 100 * (w / r - 1),
             "wrapper_us_per_token": wrapper_us, "wrapper_pct": wrapper_us * steps / 1e4 / r,
             "median_overhead_pct": 100 * (float(np.median(wrapped)) / float(np.median(raw)) - 1),
+            "control_pct": 100 * (min(control) / r - 1),
+            "median_control_pct": 100 * (float(np.median(control)) / float(np.median(raw)) - 1),
+            # each repetition's own ratio (its three runs were seconds apart), median over repetitions
+            "paired_pct": 100 * (float(np.median(np.array(wrapped) / np.array(raw))) - 1),
+            "paired_control_pct": 100 * (float(np.median(np.array(control) / np.array(raw))) - 1),
             "peak_rss_mb": peak, "budget_mb": budget}
 
 
@@ -107,14 +124,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     print("| artifact | load s | time to first token ms | tokens | Runtime.generate tok/s | raw loop tok/s | "
-          "overhead (best) | overhead (median) | shared Runtime code µs/token (% of raw) | peak RSS MiB (budget) |")
+          "overhead (best / median / paired) | raw loop again, A/A (best / median / paired) | "
+          "shared Runtime code µs/token (% of raw) | peak RSS MiB (budget) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for path in args.artifacts:
         r = measure(path, args.threads, args.tokens, args.device)
         budget = f" ({r['budget_mb']:.0f})" if r["budget_mb"] else ""
         print(f"| {r['file']} | {r['load_s']:.2f} | {r['ttft_ms']:.1f} | {r['steps']} | {r['wrapped_tok_s']:.0f} | "
-              f"{r['raw_tok_s']:.0f} | {r['overhead_pct']:+.1f}% | {r['median_overhead_pct']:+.1f}% | {r['wrapper_us_per_token']:.1f} ({r['wrapper_pct']:.1f}%) | {r['peak_rss_mb']:.0f}{budget} |", flush=True)
+              f"{r['raw_tok_s']:.0f} | {r['overhead_pct']:+.1f}% / {r['median_overhead_pct']:+.1f}% / "
+              f"{r['paired_pct']:+.1f}% | {r['control_pct']:+.1f}% / {r['median_control_pct']:+.1f}% / "
+              f"{r['paired_control_pct']:+.1f}% | {r['wrapper_us_per_token']:.1f} ({r['wrapper_pct']:.1f}%) | {r['peak_rss_mb']:.0f}{budget} |", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

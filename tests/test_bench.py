@@ -221,3 +221,15 @@ def test_texts_file_for_drift(tmp_path):
         load_texts(BenchOptions(texts_file=f), 5)
     with pytest.raises(SlmkitError, match="cannot read texts"):
         load_texts(BenchOptions(texts_file=tmp_path / "missing.txt"), 5)
+
+
+@pytest.mark.parametrize("module", ["overhead", "decode", "leaks"])
+def test_benchmark_scripts_give_one_line_errors(module, tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.gguf"
+    r = subprocess.run([sys.executable, "-m", f"slmkit.benchmarks.{module}", str(missing)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: no such GGUF file: {missing}"]

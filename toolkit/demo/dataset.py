@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from slmkit.demo.lexicon import (ARTIFACTS, MODIFIERS, QUALITIES, SEARCH_SUFFIXES, STYLES, SUBJECTS,
                                  TAG_EXTRAS)
+from slmkit.errors import run_script
 from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, word_count
 
 HELDOUT_PERCENT = 4
@@ -234,4 +235,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from slmkit.demo.dataset import examples, intents, relevance
+from slmkit.errors import run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket
 from slmkit.runtimes.base import Runtime
 
@@ -179,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

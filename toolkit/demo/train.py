@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from slmkit.demo.dataset import examples
+from slmkit.errors import run_script
 from slmkit.prompts import CONTROL_TOKENS, EOS
 
 
@@ -168,4 +169,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
