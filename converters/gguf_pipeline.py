@@ -31,6 +31,7 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
     keep_f16 = "f16" in quants
     source = prepare_output(folder, out, f16, keep_f16)
     landing = Landing(out, folder)
+    label = f16.name if keep_f16 else f"{folder.name} (f16 source)"  # the temp file's name means nothing
     try:
         t0 = time.time()
         write_gguf(folder, source, "f16")
@@ -45,9 +46,9 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
             checks = {"tokenizer_transformers": tokenizer_parity(transformers_encoder(folder), ref.tokenizer, texts),
                       "tokenizer_parity": tokenizer_parity(rt.llama_tokenize, ref.tokenizer, texts),
                       "fidelity_f16": fidelity(rt, ref, texts)}
-        require("tokenizer_transformers", checks["tokenizer_transformers"], source.name)
-        require("tokenizer_parity", checks["tokenizer_parity"], source.name)
-        require("fidelity", checks["fidelity_f16"], source.name)
+        require("tokenizer_transformers", checks["tokenizer_transformers"], label)
+        require("tokenizer_parity", checks["tokenizer_parity"], label)
+        require("fidelity", checks["fidelity_f16"], label)
         log(f"checks passed: llama.cpp and transformers tokenize {len(texts)} texts as slmkit does; f16 logits max |Δ| "
             f"{checks['fidelity_f16']['max_abs_diff']:.4f} vs the fp16 reference")
         if keep_f16:

@@ -72,6 +72,9 @@ def write_gguf(folder: ModelFolder, dest: Path, dtype: str = "f16") -> Path:
         raise SlmkitError(f"write_gguf writes f16 or f32, not {dtype}")
     s = folder.shape
     tokenizer = TextTokenizer.from_folder(folder.path)
+    if tokenizer.adds_prefix_space:
+        raise SlmkitError(f"{folder.path}: its tokenizer adds a prefix space (add_prefix_space), which llama.cpp's "
+                          "GPT-2 tokenizer cannot do; convert it to ONNX instead")
     tokens, types = gguf_vocab(folder, tokenizer)
     special = gguf.SpecialVocab(folder.path, load_merges=True, n_vocab=s.vocab_size)
     if not special.merges:

@@ -34,6 +34,7 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
     keep_fp32 = "fp32" in precisions
     source = prepare_output(folder, out, fp32, keep_fp32)
     landing = Landing(out, folder)
+    label = fp32.name if keep_fp32 else f"{folder.name} (fp32 source)"  # the temp file's name means nothing
     checks: dict[str, dict] = {}
     try:
         t0 = time.time()
@@ -41,14 +42,14 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
         if keep_fp32:
             landing.placed(source)
         checks["onnx_checker_fp32"] = onnx_checker(source)
-        require("onnx_checker", checks["onnx_checker_fp32"], source.name)
+        require("onnx_checker", checks["onnx_checker_fp32"], label)
         with OnnxRuntime(source, threads=threads or None) as rt, ReferenceRuntime(folder, threads=threads or None) as ref:
             checks["tokenizer_transformers"] = tokenizer_parity(transformers_encoder(folder), rt.tokenizer, texts)
             checks["fidelity_fp32"] = fidelity(rt, ref, texts)
             checks["cache_fp32"] = cache_consistency(rt, texts[:8])
-        require("tokenizer_transformers", checks["tokenizer_transformers"], source.name)
-        require("fidelity", checks["fidelity_fp32"], source.name)
-        require("cache_consistency", checks["cache_fp32"], source.name)
+        require("tokenizer_transformers", checks["tokenizer_transformers"], label)
+        require("fidelity", checks["fidelity_fp32"], label)
+        require("cache_consistency", checks["cache_fp32"], label)
         log(f"checks passed: onnx.checker; transformers tokenizes as slmkit does; fp32 logits max |Δ| {checks['fidelity_fp32']['max_abs_diff']:.5f} vs the "
             f"fp16 reference; cached decode equals full forward (max |Δ| {checks['cache_fp32']['max_abs_diff']:.1e})")
         if keep_fp32:

@@ -51,6 +51,23 @@ def test_control_tokens_inside_vocab_json_stay_whole(tmp_path):
     with pytest.raises(SlmkitError, match=r"added token '<\|out\|>' is declared with id 7 but the vocabulary gives it 10"):
         TextTokenizer.from_folder(files)
 
+
+def test_add_prefix_space_is_honoured_and_gguf_refuses_it(tmp_path):
+    from transformers import AutoTokenizer
+
+    from slmkit.converters.gguf_writer import write_gguf
+
+    folder = write_random_gpt2(tmp_path / "prefix", tokenizer="demo-files")
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**cfg, "add_prefix_space": True}))
+    ours = TextTokenizer.from_folder(folder)
+    text = "<|task:search|>cozy cabin<|out|>"
+    assert ours.adds_prefix_space and not TextTokenizer.from_folder(write_random_gpt2(tmp_path / "plain")).adds_prefix_space
+    assert ours.encode(text) == AutoTokenizer.from_pretrained(str(folder))(text)["input_ids"]
+    with pytest.raises(SlmkitError, match="adds a prefix space .* convert it to ONNX instead"):
+        write_gguf(open_model_folder(folder), tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()
+
 def test_pytorch_bin_loads_with_weights_only(tmp_path):
     folder = write_random_gpt2(tmp_path / "bin", weights="pytorch")
     f = open_model_folder(folder)

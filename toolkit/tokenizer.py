@@ -33,10 +33,10 @@ def _read_json(path: Path) -> object:
         raise SlmkitError(f"{path}: corrupt tokenizer file ({type(e).__name__})") from None
 
 
-def _byte_level(tok: "tokenizers.Tokenizer") -> "tokenizers.Tokenizer":
+def _byte_level(tok: "tokenizers.Tokenizer", add_prefix_space: bool = False) -> "tokenizers.Tokenizer":
     from tokenizers import decoders, pre_tokenizers
 
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -45,6 +45,14 @@ def _reason(e: Exception) -> str:
     """The first line of a library's error, printable (it may quote corrupt tokens), at most 120 characters."""
     line = (str(e).splitlines() or [type(e).__name__])[0][:120]
     return "".join(ch if ch.isprintable() else "?" for ch in line)
+
+
+def _prefix_space_flag(folder: Path) -> bool:
+    """tokenizer_config.json's ``add_prefix_space`` (transformers' GPT2Tokenizer honours it); False if unset."""
+    if not (folder / "tokenizer_config.json").is_file():
+        return False
+    data = _read_json(folder / "tokenizer_config.json")
+    return isinstance(data, dict) and data.get("add_prefix_space") is True
 
 
 def _added_tokens(folder: Path) -> dict[int, str]:
@@ -103,8 +111,8 @@ class TextTokenizer:
                 tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
             else:
                 _read_json(folder / "vocab.json")
-                tok = _byte_level(Tokenizer(models.BPE.from_file(str(folder / "vocab.json"),
-                                                                  str(folder / "merges.txt"))))
+                tok = _byte_level(Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))),
+                                  _prefix_space_flag(folder))
                 _add_declared_tokens(tok, folder)
         except SlmkitError:
             raise
@@ -135,6 +143,12 @@ class TextTokenizer:
         """Special added tokens (end-of-text and control tokens), in id order."""
         decoder = self._tok.get_added_tokens_decoder()
         return [decoder[i].content for i in sorted(decoder) if decoder[i].special]
+
+    @property
+    def adds_prefix_space(self) -> bool:
+        """Whether a space is put before the text (GPT-2's byte-level "Ġ"), as some fine-tunes configure."""
+        pieces = self._tok.encode("a", add_special_tokens=False).tokens
+        return bool(pieces) and pieces[0].startswith("\u0120")
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
