@@ -137,7 +137,8 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
 @click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.option("--no-verify", is_flag=True, help="Skip the sha256 check against the manifest.")
+@click.option("--no-verify", is_flag=True,
+              help="Skip the sha256 check against the manifest (an ONNX file then goes through onnx.checker).")
 def generate(args: tuple[str, ...], task: str, length: str, relevance: str, device: str, n: int,
              temperature: float, top_p: float, seed: int, max_new_tokens: int, do_stream: bool,
              as_json: bool, no_verify: bool) -> None:
@@ -194,7 +195,9 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
 @click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
 @click.option("--reps", type=click.IntRange(1, 100), default=None,
               help="Timing repetitions after the warm-up (default 3, --quick 1).")
-@click.option("--no-verify", is_flag=True, help="Skip the sha256 check of artifacts against the manifest.")
+@click.option("--no-verify", is_flag=True,
+              help="Skip the sha256 check of artifacts against the manifest (ONNX files then go through "
+                   "onnx.checker, whose passing memory shows in peak RSS).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def bench(target: str | None, device: str, formats: str, quant: str | None, out: str | None, artifacts: str | None,
           model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, reps: int | None,
