@@ -13,7 +13,7 @@ import numpy as np
 
 from slmkit.benchmarks.quality import summarize_drift, token_drift
 from slmkit.demo.dataset import examples
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, first_line
 from slmkit.model_folder import ModelFolder
 from slmkit.onnx_file import checker_error
 from slmkit.runtimes.base import Runtime
@@ -57,8 +57,7 @@ def transformers_encoder(folder: ModelFolder) -> Callable[[str], list[int]]:
     try:
         hf = AutoTokenizer.from_pretrained(str(folder.path), local_files_only=True)
     except Exception as e:  # transformers raises many types for odd tokenizer files
-        raise SlmkitError(f"{folder.path}: transformers cannot load its tokenizer "
-                          f"({(str(e).splitlines() or [type(e).__name__])[0][:120]})") from None
+        raise SlmkitError(f"{folder.path}: transformers cannot load its tokenizer ({first_line(e)})") from None
     return lambda text: hf(text, add_special_tokens=False)["input_ids"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, first_line
 from slmkit.files import sha256_file
 from slmkit.onnx_file import checker_error, inspect_onnx
 from slmkit.runtimes.base import Runtime
@@ -51,7 +51,7 @@ class OnnxRuntime(Runtime):
         try:
             self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / ... types
-            raise SlmkitError(f"{path}: onnxruntime could not load the model ({str(e).splitlines()[0][:160]})") from None
+            raise SlmkitError(f"{path}: onnxruntime could not load the model ({first_line(e, 160)})") from None
         try:
             meta = self._session.get_modelmeta().custom_metadata_map
         except UnicodeDecodeError:
@@ -107,7 +107,7 @@ class OnnxRuntime(Runtime):
             out = self._session.run(self._outputs, feed)
         except Exception as e:  # onnxruntime's own error types: a model that loads but cannot run
             raise SlmkitError(f"{self.info['file']}: onnxruntime failed running the model "
-                              f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+                              f"({first_line(e, 160)})") from None
         self._past = out[1:]
         self._len += n
         return out[0]

@@ -19,6 +19,13 @@ class UnusableInput(SlmkitError):
     exit_code = 2
 
 
+def first_line(e: BaseException, limit: int = 120) -> str:
+    """A library exception as text for a one-line error: its first non-empty line (else its type's name),
+    at most ``limit`` characters, non-printable characters (it may quote corrupt data) shown as "?"."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+    return "".join(ch if ch.isprintable() else "?" for ch in line)
+
+
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Run a ``python -m slmkit....`` script's ``main``: a SlmkitError ends as one ``error:`` line and its exit
     code, Ctrl-C as ``interrupted`` and 130, never a traceback; otherwise exit with what ``main`` returns."""

@@ -13,7 +13,7 @@ import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, first_line
 
 # Operator domains implemented inside onnxruntime itself; anything else would be a custom op library.
 BUILTIN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
@@ -193,5 +193,5 @@ def checker_error(path: str | Path, full_check: bool = False) -> str | None:
     try:
         onnx.checker.check_model(str(path), full_check=full_check)
     except Exception as e:  # ValidationError, InferenceError, protobuf DecodeError, ...
-        return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        return first_line(e, 200)
     return None

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, first_line
 from slmkit.prompts import EOS
 
 if TYPE_CHECKING:
@@ -39,12 +39,6 @@ def _byte_level(tok: "tokenizers.Tokenizer", add_prefix_space: bool = False) -> 
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
     return tok
-
-
-def _reason(e: Exception) -> str:
-    """The first line of a library's error, printable (it may quote corrupt tokens), at most 120 characters."""
-    line = (str(e).splitlines() or [type(e).__name__])[0][:120]
-    return "".join(ch if ch.isprintable() else "?" for ch in line)
 
 
 def _prefix_space_flag(folder: Path) -> bool:
@@ -117,7 +111,7 @@ class TextTokenizer:
         except SlmkitError:
             raise
         except Exception as e:  # the Rust library raises plain Exceptions for malformed files
-            raise SlmkitError(f"{folder}: corrupt tokenizer ({_reason(e)})") from None
+            raise SlmkitError(f"{folder}: corrupt tokenizer ({first_line(e)})") from None
         return cls(tok, kind, folder)
 
     @classmethod
@@ -131,7 +125,7 @@ class TextTokenizer:
             tok = _byte_level(Tokenizer(models.BPE(vocab=vocab, merges=pairs)))
             tok.add_special_tokens(special)
         except Exception as e:
-            raise SlmkitError(f"{where}: corrupt tokenizer data ({_reason(e)})") from None
+            raise SlmkitError(f"{where}: corrupt tokenizer data ({first_line(e)})") from None
         return cls(tok, "gguf", where)
 
     @property

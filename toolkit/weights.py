@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, first_line
 from slmkit.model_folder import BUFFER_SUFFIXES, ModelFolder, check_tensors, canonical_name
 from slmkit.safetensors_header import TensorEntry
 
@@ -33,8 +33,8 @@ def _from_pytorch_bin(folder: ModelFolder) -> dict[str, np.ndarray]:
     try:
         state = torch.load(folder.weights, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise SlmkitError(f"{folder.weights}: corrupt or unsafe checkpoint (loaded with weights_only=True: {first})") from None
+        raise SlmkitError(f"{folder.weights}: corrupt or unsafe checkpoint (loaded with weights_only=True: "
+                          f"{first_line(e, 160)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SlmkitError(f"{folder.weights}: not a state dict of tensors")
     table = {k: TensorEntry(str(v.dtype), tuple(v.shape), 0, 0) for k, v in state.items()}
