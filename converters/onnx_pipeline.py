@@ -43,7 +43,8 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
             landing.placed(source)
         checks["onnx_checker_fp32"] = onnx_checker(source)
         require("onnx_checker", checks["onnx_checker_fp32"], label)
-        with OnnxRuntime(source, threads=threads or None) as rt, ReferenceRuntime(folder, threads=threads or None) as ref:
+        with OnnxRuntime(source, threads=threads or None, checked=True) as rt, \
+                ReferenceRuntime(folder, threads=threads or None) as ref:
             checks["tokenizer_transformers"] = tokenizer_parity(transformers_encoder(folder), rt.tokenizer, texts)
             checks["fidelity_fp32"] = fidelity(rt, ref, texts)
             checks["cache_fp32"] = cache_consistency(rt, texts[:8])
@@ -65,7 +66,7 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
             landing.placed(dest)
             check = onnx_checker(dest)
             require("onnx_checker", check, dest.name)
-            with OnnxRuntime(dest, threads=threads or None) as rt:
+            with OnnxRuntime(dest, threads=threads or None, checked=True) as rt:
                 cache = cache_consistency(rt, texts[:4], quantized=precision.startswith("int"))
             require("cache_consistency", cache, dest.name)
             landing.record(dest, artifact_entry(dest, "onnx", precision, t0, **settings,

@@ -28,14 +28,15 @@ class OnnxRuntime(Runtime):
     batched = True
 
     def __init__(self, path: str | Path, threads: int | None = None, n_ctx: int | None = None,
-                 optimization: str = "all", sha256: str | None = None):
+                 optimization: str = "all", sha256: str | None = None, checked: bool = False):
         """``sha256``: the file's hash, already verified by the caller against the manifest that slmkit
-        wrote with it (its converter ran onnx.checker then). Without it, onnx.checker runs here."""
+        wrote with it (its converter ran onnx.checker then). ``checked``: the caller has just run
+        onnx.checker on it. With neither, onnx.checker runs here."""
         import onnxruntime as ort
 
         path = Path(path)
         model = inspect_onnx(path)  # structure, operator domains, external data: before onnxruntime parses it
-        if sha256 is None and (problem := checker_error(path)):
+        if sha256 is None and not checked and (problem := checker_error(path)):
             raise SlmkitError(f"{path}: not a valid ONNX model (onnx.checker: {problem})")
         if not set(REQUIRED_INPUTS) <= set(model.inputs) or "logits" not in model.outputs:
             raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(model.inputs)[:4]})")
