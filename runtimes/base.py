@@ -70,7 +70,8 @@ class Runtime(ABC):
         self.n_ctx = n_ctx
         self.info = {"backend": self.backend, "n_ctx": n_ctx, **info}
         self._lock = threading.Lock()
-        self._closed = False
+        self._closed = self._released = False
+        self._owner: object | None = None  # the stream whose sequence the backend holds now
 
     # --- what a backend implements -------------------------------------------------------------
     @abstractmethod
@@ -134,6 +135,7 @@ class Runtime(ABC):
         with self._lock:
             self._check_open()
             self._reset()
+            self._owner = None
             return np.asarray(self._eval(ids), dtype=np.float32)
 
     def token_logprobs(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
@@ -156,19 +158,32 @@ class Runtime(ABC):
 
     def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
                       top_p: float, seed: int | None, truncate: bool = False) -> Iterator[int]:
+        """Sampled token ids. The lock is held only while the backend computes, never across ``yield``:
+        a stream that is paused or abandoned blocks no other call and no ``close()``. When another call
+        used the backend in between, this stream re-evaluates its own tokens before going on."""
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
         rng = np.random.default_rng(seed)
+        owner = object()
         with self._lock:
             self._check_open()
             self._reset()
             logits = self._eval(ids, all_logits=False)[-1]
-            for k in range(max_new_tokens):
-                tok = sample_token(logits, rng, temperature, top_k, top_p)
-                if tok == self.tokenizer.eos_id:
-                    return
-                yield tok
-                if k < max_new_tokens - 1:
-                    logits = self._eval([tok], all_logits=False)[-1]
+            self._owner = owner
+        for k in range(max_new_tokens):
+            tok = sample_token(logits, rng, temperature, top_k, top_p)
+            if tok == self.tokenizer.eos_id:
+                return
+            yield tok
+            ids.append(tok)
+            if k < max_new_tokens - 1:
+                with self._lock:
+                    self._check_open()
+                    if self._owner is owner:
+                        logits = self._eval([tok], all_logits=False)[-1]
+                    else:  # another call reset the backend while this stream was paused
+                        self._reset()
+                        logits = self._eval(ids, all_logits=False)[-1]
+                        self._owner = owner
 
     def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = (),
@@ -222,6 +237,7 @@ class Runtime(ABC):
         with self._lock:
             self._check_open()
             self._reset()
+            self._owner = None
             first = self._eval(ids, all_logits=False)[-1]
             self._fork(n, ids, len(ids) + max_new_tokens)
             logits = np.repeat(first[None], n, axis=0)
@@ -235,14 +251,21 @@ class Runtime(ABC):
                     step.append(tok)
                 if all(done) or k == max_new_tokens - 1:
                     break
+                if self._closed:  # close() was asked for from another thread: stop at a token boundary
+                    raise SlmkitError("this runtime was closed during the call")
                 logits = self._eval_batch(step)
         texts = [self.tokenizer.decode(o) for o in outs]
         return [t[: stop_index(t, stop)] for t in texts]
 
     def close(self) -> None:
+        """Release the backend. A call in progress on another thread ends at its next token with an
+        error; paused streams raise the same error when resumed. Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True  # seen by batched decoding between steps, without the lock
         with self._lock:
-            if not self._closed:
-                self._closed = True
+            if not self._released:
+                self._released = True
                 self._close()
 
     def __enter__(self) -> "Runtime":

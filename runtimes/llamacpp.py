@@ -109,7 +109,9 @@ class LlamaCppRuntime(Runtime):
                 if hasattr(llm.context_params, field):
                     setattr(params, field, getattr(llm.context_params, field))
             params.n_seq_max, params.n_ctx, params.kv_unified = n, n * cells, True  # seq_cp needs one buffer
-            params.n_batch = params.n_ubatch = max(len(prompt), n)
+            # Sized for any later call, not this one's prompt: the context is reused, and a prompt longer
+            # than n_batch makes llama.cpp abort the process (GGML_ASSERT n_tokens_all <= n_batch).
+            params.n_batch = params.n_ubatch = max(self.n_ctx, n)
             from llama_cpp._utils import suppress_stdout_stderr
 
             with suppress_stdout_stderr(disable=False):  # llama.cpp logs the per-sequence context here
@@ -117,6 +119,8 @@ class LlamaCppRuntime(Runtime):
             batch = _internals.LlamaBatch(n_tokens=max(self.n_ctx, n), embd=0, n_seq_max=n, verbose=False)
             self._multi = (ctx, batch, n, cells)
         ctx, batch = self._multi[0], self._multi[1]
+        if len(prompt) > max(self.n_ctx, n) or length > self._multi[3]:  # never let llama.cpp abort
+            raise SlmkitError(f"batched sequence of {length} tokens exceeds the context of {self.n_ctx}")
         ctx.kv_cache_clear()
         batch.set_batch(batch=list(prompt), n_past=0, logits_all=False)
         ctx.decode(batch)
