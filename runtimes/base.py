@@ -8,6 +8,7 @@ the same seed gives the same tokens wherever the logits agree.
 from __future__ import annotations
 
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,6 +19,13 @@ from slmkit.errors import SlmkitError
 from slmkit.tokenizer import TextTokenizer
 
 SORT_CANDIDATES = 1024
+
+
+class _Sequence:
+    """The identity of one stream's sequence (weakly referenced: an abandoned stream's parked state goes
+    with it)."""
+
+    __slots__ = ("__weakref__",)
 
 
 def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_k: int = 0,
@@ -71,7 +79,8 @@ class Runtime(ABC):
         self.info = {"backend": self.backend, "n_ctx": n_ctx, **info}
         self._lock = threading.Lock()
         self._closed = self._released = False
-        self._owner: object | None = None  # the stream whose sequence the backend holds now
+        self._owner: _Sequence | None = None  # the stream whose sequence the backend holds now
+        self._parked: weakref.WeakKeyDictionary[_Sequence, Any] = weakref.WeakKeyDictionary()
 
     # --- what a backend implements -------------------------------------------------------------
     @abstractmethod
@@ -85,6 +94,15 @@ class Runtime(ABC):
 
     def _close(self) -> None:
         """Release native resources."""
+
+    def _save(self) -> Any:
+        """The current sequence's state (KV cache, length), to :meth:`_restore` exactly later; None when
+        the backend cannot (a paused stream then re-evaluates its tokens instead)."""
+        return None
+
+    def _restore(self, state: Any) -> None:
+        """Make a state from :meth:`_save` the current sequence again."""
+        raise NotImplementedError
 
     # Optional: decode several continuations of one prompt as one batch (weights read once per step).
     batched = False
@@ -127,6 +145,15 @@ class Runtime(ABC):
         if self._closed:
             raise SlmkitError("this runtime is closed")
 
+    def _take_over(self, seq: _Sequence | None) -> None:
+        """Under the lock, before a call replaces the backend's sequence: park a paused stream's state so
+        that it resumes exactly where it was."""
+        if self._owner is not None and self._owner is not seq:
+            state = self._save()
+            if state is not None:
+                self._parked[self._owner] = state
+        self._owner = seq
+
     def score(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
         """Logits at every position: row t is the distribution of token t+1. Shape [T, n_vocab]."""
         ids = self._ids(text_or_ids)
@@ -134,8 +161,8 @@ class Runtime(ABC):
             raise SlmkitError(f"input of {len(ids)} tokens is longer than the context of {self.n_ctx} tokens")
         with self._lock:
             self._check_open()
+            self._take_over(None)
             self._reset()
-            self._owner = None
             return np.asarray(self._eval(ids), dtype=np.float32)
 
     def token_logprobs(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
@@ -159,31 +186,38 @@ class Runtime(ABC):
     def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
                       top_p: float, seed: int | None, truncate: bool = False) -> Iterator[int]:
         """Sampled token ids. The lock is held only while the backend computes, never across ``yield``:
-        a stream that is paused or abandoned blocks no other call and no ``close()``. When another call
-        used the backend in between, this stream re-evaluates its own tokens before going on."""
+        a stream that is paused or abandoned blocks no other call and no ``close()``. A call that runs
+        while this stream is paused parks its state, and the stream restores it when it goes on."""
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
         rng = np.random.default_rng(seed)
-        owner = object()
+        seq = _Sequence()
         with self._lock:
             self._check_open()
+            self._take_over(seq)
             self._reset()
             logits = self._eval(ids, all_logits=False)[-1]
-            self._owner = owner
         for k in range(max_new_tokens):
             tok = sample_token(logits, rng, temperature, top_k, top_p)
             if tok == self.tokenizer.eos_id:
-                return
+                break
             yield tok
             ids.append(tok)
-            if k < max_new_tokens - 1:
-                with self._lock:
-                    self._check_open()
-                    if self._owner is owner:
-                        logits = self._eval([tok], all_logits=False)[-1]
-                    else:  # another call reset the backend while this stream was paused
+            if k == max_new_tokens - 1:
+                break
+            with self._lock:
+                self._check_open()
+                if self._owner is not seq:  # another call used the backend while this stream was paused
+                    self._take_over(seq)
+                    state = self._parked.pop(seq, None)
+                    if state is None:
                         self._reset()
-                        logits = self._eval(ids, all_logits=False)[-1]
-                        self._owner = owner
+                        self._eval(ids[:-1], all_logits=False)
+                    else:
+                        self._restore(state)
+                logits = self._eval([tok], all_logits=False)[-1]
+        with self._lock:
+            if self._owner is seq:
+                self._owner = None
 
     def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = (),
@@ -236,8 +270,8 @@ class Runtime(ABC):
         done = [False] * n
         with self._lock:
             self._check_open()
+            self._take_over(None)
             self._reset()
-            self._owner = None
             first = self._eval(ids, all_logits=False)[-1]
             self._fork(n, ids, len(ids) + max_new_tokens)
             logits = np.repeat(first[None], n, axis=0)

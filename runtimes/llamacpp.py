@@ -76,6 +76,26 @@ class LlamaCppRuntime(Runtime):
         self._llm.reset()
         self._llm._ctx.kv_cache_clear()  # so that appending never has stale cells to remove
 
+    def _save(self) -> tuple[ctypes.Array, int]:
+        """Sequence 0's KV cells, copied out (llama_state_seq_get_data), and its length."""
+        import llama_cpp
+
+        ctx = self._llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:
+            raise SlmkitError("llama.cpp could not save a paused stream's state")
+        return buf, self._llm.n_tokens
+
+    def _restore(self, state: tuple[ctypes.Array, int]) -> None:
+        import llama_cpp
+
+        buf, n_tokens = state
+        self._reset()
+        if llama_cpp.llama_state_seq_set_data(self._llm._ctx.ctx, buf, len(buf), 0) != len(buf):
+            raise SlmkitError("llama.cpp could not restore a paused stream's state")
+        self._llm.n_tokens = n_tokens
+
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         # One llama_decode per call (n_batch = n_ctx), asking for logits only where they are needed:
         # Llama.eval would compute the head for every prompt token and keep an n_ctx x n_vocab buffer.
@@ -102,7 +122,9 @@ class LlamaCppRuntime(Runtime):
 
         llm = self._llm
         cells = -(-length // 256) * 256
-        if self._multi is None or self._multi[2] < n or self._multi[3] < cells:
+        # Rebuilt for another (n, cells), never reused when larger: the result of a call must not depend
+        # on the calls before it, and a larger KV buffer can change the attention's summation order.
+        if self._multi is None or self._multi[2] != n or self._multi[3] != cells:
             self._close_multi()
             params = llama_cpp.llama_context_default_params()
             for field in ("n_threads", "n_threads_batch", "type_k", "type_v", "flash_attn_type"):

@@ -84,6 +84,12 @@ class OnnxRuntime(Runtime):
         self._past = [np.zeros((1, self._heads, 0, self._head_dim), np.float32)] * (2 * self._layers)
         self._len = 0
 
+    def _save(self) -> tuple[list[np.ndarray], int]:
+        return self._past, self._len  # never changed in place: every step makes new arrays
+
+    def _restore(self, state: tuple[list[np.ndarray], int]) -> None:
+        self._past, self._len = state
+
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         logits = self._run(np.array([ids], np.int64))[0]
         return logits if all_logits else logits[-1:]

@@ -54,6 +54,12 @@ class ReferenceRuntime(Runtime):
 
         self._cache = DynamicCache()
 
+    def _save(self):
+        return self._cache  # a later call starts a new cache object; this one is left as it is
+
+    def _restore(self, state) -> None:
+        self._cache = state
+
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():

@@ -28,3 +28,12 @@ def odd_gpt2(tmp_path_factory) -> Path:
     """GPT-2's real vocabulary plus added tokens, n_embd 320 (not a multiple of 256), n_inner set."""
     return write_random_gpt2(tmp_path_factory.mktemp("odd_gpt2"), n_embd=320, n_layer=2, n_head=5, n_inner=1000,
                              tokenizer="gpt2", added_tokens=["<|task:t2i|>", "<|out|>"])
+
+
+@pytest.fixture(scope="session")
+def demo_artifacts(tmp_path_factory) -> Path:
+    """The real demo model as GGUF (f16, q8_0, q4_k_m, q4_0) and ONNX (fp32, int8, int4) files."""
+    out = tmp_path_factory.mktemp("demo")
+    quantize_ok(None, out, "--quant", "f16,q8_0,q4_k_m,q4_0")
+    quantize_ok(None, out, "--format", "onnx", "--quant", "fp32,int8,int4")
+    return out

@@ -1,48 +1,105 @@
+"""The open-world demo data: seeded, unseen evaluation words, controls that hold, measured rewards."""
+import json
 from collections import Counter
 
-from slmkit.demo.dataset import examples, intents, parse_intent, relevance
-from slmkit.prompts import follows_format, length_bucket
+import pytest
+
+from slmkit.demo import dataset
+from slmkit.demo.dataset import EVAL_FILES, Example, examples, make_output, Plan
+from slmkit.demo.intents import freeform, lexicon_heldout
+from slmkit.demo.words import (ARTIFACTS, QUALITIES, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, TIMES, content_words,
+                               excluded_words)
+from slmkit.model_folder import DEMO_MODEL
+from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, follows_format, length_bucket, relevance_bucket
 
 
-def test_generator_is_deterministic():
-    assert examples("train", 300) == examples("train", 300)
-    assert examples("eval", 100) == examples("eval", 100)
-    assert examples("train", 50, seed=7) != examples("train", 50, seed=8)
+def test_freeform_set_is_large_hand_written_and_covers_every_task():
+    items = freeform()
+    assert len(items) >= 150 and len(set(items)) == len(items)
+    per_task = Counter(e.task for e in examples("eval", 10_000))
+    assert set(per_task) == set(TASKS) and min(per_task.values()) >= 50 * 9
+    assert all(2 <= len(i.split()) <= 8 for i in items)
 
 
-def test_eval_intents_are_unseen_in_training():
-    train, held = set(intents("train")), set(intents("eval"))
-    assert not train & held
-    assert len(held) > 1000 and len(train) > 30_000
-    seen = {e.intent for e in examples("train", 5000)}
-    assert not seen & {i.text for i in held}
-    assert {e.intent for e in examples("eval", 200)} <= {i.text for i in held}
+def test_no_evaluation_word_in_any_word_pool_or_scaffold():
+    """Structural half of the 'unseen words' guarantee: nothing the generator draws from holds one."""
+    pools = pytest.importorskip("slmkit.demo.words").pools()
+    banned = excluded_words()
+    assert len(banned) > 300
+    for group in (pools.nouns, pools.adjectives, pools.verbs, pools.gerunds, ARTIFACTS, STYLES, QUALITIES, TIMES,
+                  SEARCH_SUFFIXES, TAG_EXTRAS):
+        hits = {w for phrase in group for w in content_words(phrase)} & banned
+        assert not hits, sorted(hits)[:5]
 
 
-def test_every_example_follows_its_controls():
-    exs = examples("train", 3000)
-    assert all(follows_format(e.task, e.output) for e in exs)
-    assert all(length_bucket(e.output) == e.length for e in exs)
-    assert all(e.text.startswith(e.prompt) and e.text.endswith("<|endoftext|>") for e in exs)
-    counts = Counter(e.task for e in exs)
-    assert min(counts.values()) > 800  # all three tasks are well represented
+def test_the_shipped_model_was_trained_on_data_without_evaluation_words():
+    """The other half: the training run checked every training text and recorded the result."""
+    log = json.loads((DEMO_MODEL / "train_log.json").read_text())
+    assert log["data"]["eval_words_in_training_data"] == 0 and log["examples"] >= 100_000
 
 
-def test_relevance_tracks_the_desired_reward_bucket():
-    exs = examples("train", 3000)
-    mean = {r: sum(relevance(e.intent, e.output) for e in exs if e.relevance == r)
-            / sum(e.relevance == r for e in exs) for r in ("high", "mid", "low")}
-    assert mean["high"] > 0.9 > mean["mid"] > 0.4 > mean["low"]
+def test_training_data_check_refuses_an_evaluation_word():
+    from slmkit.demo.train import check_unseen
+    from slmkit.errors import SlmkitError
+
+    ok = Example("quiet harbor", "t2i", "short", "high", "a quiet harbor, moored boats")
+    check_unseen([ok])
+    word = sorted(excluded_words())[0]
+    with pytest.raises(SlmkitError, match="evaluation word"):
+        check_unseen([ok, Example("quiet harbor", "t2i", "short", "high", f"a quiet harbor, {word}")])
 
 
-def test_outputs_are_diverse_not_memorisable():
-    exs = examples("train", 5000)
-    assert len({e.output for e in exs}) > 4900
-    words = {w for e in exs for w in e.output.replace(",", " ").split()}
-    assert len(words) > 800
+def test_shipped_eval_files_follow_their_controls():
+    for split in EVAL_FILES:
+        rows = examples(split, 10_000)
+        assert all(follows_format(e.task, e.output) for e in rows), split
+        assert all(length_bucket(e.output) == e.length for e in rows), split
+        # the generator's output was measured; most land in the requested bucket
+        agree = sum(relevance_bucket(e.reward) == e.relevance for e in rows) / len(rows)
+        assert agree > 0.8, (split, agree)
+        first = rows[:9]
+        assert {(e.length, e.relevance) for e in first} == {(ln, r) for ln in LENGTHS for r in RELEVANCE}
 
 
-def test_parse_intent_and_free_form_relevance():
-    assert parse_intent("cozy cabin wallpaper").subject == "cabin"
-    assert parse_intent("a thing I typed") is None
-    assert relevance("a thing I typed", "a b, c") == 0.0
+def test_lexicon_split_is_the_old_held_out_set():
+    held = set(lexicon_heldout())
+    assert len(held) > 1000 and {e.intent for e in examples("lexicon", 10_000)} <= held
+
+
+def test_examples_are_seeded_samples():
+    assert examples("eval", 50, seed=7) == examples("eval", 50, seed=7)
+    assert examples("eval", 50, seed=7) != examples("eval", 50, seed=8)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_outputs_copy_the_intent_and_never_repeat_a_piece(task):
+    import random
+
+    rng = random.Random(0)
+    near, far = ["moored boats", "salt air", "gull", "rope coil", "tide pool"], ["ledger", "tax form", "spreadsheet"]
+    for length in LENGTHS:
+        for _ in range(30):
+            out = make_output(rng, "quiet harbor", task, length, Plan("full", 0.9), near, far)
+            assert follows_format(task, out) and length_bucket(out) == length
+            assert "harbor" in out
+            pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")]
+            assert len(pieces) == len(set(pieces)), out
+
+
+def test_relevance_label_is_the_bucket_of_the_measured_reward():
+    assert relevance_bucket(0.95) == "high" and relevance_bucket(0.5) == "mid" and relevance_bucket(0.1) == "low"
+    assert relevance_bucket(-0.2) == "low" and relevance_bucket(1.0) == "high"
+
+
+def test_labelling_uses_the_scorer():
+    class Fake:
+        """Embeds a text as 1 on axis 0 when it holds 'harbor', else on axis 1."""
+
+        def __call__(self, texts):
+            import numpy as np
+
+            return np.array([[1.0, 0.0] if "harbor" in t else [0.0, 1.0] for t in texts], np.float32)
+
+    rows = dataset.label(Fake(), [("quiet harbor", "t2i", "short", "a quiet harbor, boats"),
+                                  ("quiet harbor", "t2i", "short", "a ledger, tax form, sums")])
+    assert [r.relevance for r in rows] == ["high", "low"] and rows[0].reward == 1.0 and rows[1].reward == 0.0

@@ -8,16 +8,6 @@ from slmkit import load
 from slmkit.demo.dataset import examples
 from slmkit.errors import SlmkitError
 from slmkit.runtimes.reference import ReferenceRuntime
-from tests.conftest import quantize_ok
-
-
-@pytest.fixture(scope="module")
-def demo_artifacts(tmp_path_factory):
-    """The real demo model as f16 GGUF and fp32 ONNX (plus 4-bit files)."""
-    out = tmp_path_factory.mktemp("demo")
-    quantize_ok(None, out, "--quant", "f16,q4_0")
-    quantize_ok(None, out, "--format", "onnx", "--quant", "fp32,int4")
-    return out
 
 
 @pytest.fixture(scope="module", params=["F16.gguf", "fp32.onnx", "Q4_0.gguf", "int4.onnx"])

@@ -19,8 +19,9 @@ TASKS: dict[str, str] = {
 }
 # Output length buckets, in words (inclusive bounds).
 LENGTHS: dict[str, tuple[int, int]] = {"short": (3, 10), "medium": (11, 20), "long": (21, 34)}
-# Desired reward bucket: the share of on-topic content the output should have.
-RELEVANCE: dict[str, tuple[float, float]] = {"high": (1.0, 1.0), "mid": (0.5, 0.8), "low": (0.0, 0.35)}
+# Desired reward bucket (upside-down RL): the measured relevance of the output to the intent, the
+# cosine of their all-MiniLM-L6-v2 embeddings, in [low, high).
+RELEVANCE: dict[str, tuple[float, float]] = {"high": (0.65, 1.01), "mid": (0.35, 0.65), "low": (-1.0, 0.35)}
 
 EOS = "<|endoftext|>"
 SEP = "<|out|>"
@@ -68,6 +69,14 @@ def build_prompt(intent: str, task: str = "t2i", length: str = "medium", relevan
 def word_count(output: str) -> int:
     """Words in an output, ignoring the ' | ' separators of search expansions."""
     return len([w for w in output.replace("|", " ").replace(",", " ").split() if w != "tags:"])
+
+
+def relevance_bucket(reward: float) -> str:
+    """The relevance control of a measured reward (cosine of intent and output embeddings)."""
+    for name, (lo, hi) in RELEVANCE.items():
+        if lo <= reward < hi:
+            return name
+    return "high" if reward >= 1.0 else "low"
 
 
 def length_bucket(output: str) -> str | None:

@@ -1,44 +1,45 @@
-"""Deterministic generator of the synthetic multitask intent→prompt dataset (the paper's form).
+"""The demo task's data: open-world intents → prompts, labelled as upside-down RL labels them.
 
-Each example pairs a user intent with an output for one task, under upside-down-RL control tokens for
-task, target length bucket and desired relevance bucket. Intents are split by a stable hash, so the
-evaluation split holds intents (modifier, subject, artifact combinations) never seen in training.
+Training data is generated (seeded, reproducible) from broad English word lists (``words``), with
+on-topic content found by all-MiniLM-L6-v2 for any intent: a bank of descriptor phrases is ranked by
+relatedness to the intent, far-away phrases give off-topic content. An output copies the intent's own
+words and adds descriptors; its relevance control token is the bucket of its *measured* reward,
+cosine(MiniLM(intent), MiniLM(output)), not of how it was built. Length and task controls as before.
 
-    python -m slmkit.demo.dataset --split eval --n 5     # print examples
+The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-written free-form
+intents; ``data/eval_lexicon.jsonl``: the old lexicon-style held-out intents), so reading them needs
+neither the word lists nor the scorer.
+
+    python -m slmkit.demo.dataset build --out out/demo-data/train.jsonl     # the training data
+    python -m slmkit.demo.dataset eval-files                                 # rewrite the shipped eval files
+    python -m slmkit.demo.dataset show --split eval --n 5
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import gzip
 import json
 import random
-import zlib
+import time
+from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
-from slmkit.demo.lexicon import (ARTIFACTS, MODIFIERS, QUALITIES, SEARCH_SUFFIXES, STYLES, SUBJECTS,
-                                 TAG_EXTRAS)
-from slmkit.errors import run_script
-from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, word_count
+import numpy as np
 
-HELDOUT_PERCENT = 4
+from slmkit.demo.words import (ARTIFACTS, DATA, QUALITIES, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, content_words,
+                               freeform_intents)
+from slmkit.errors import SlmkitError, run_script
+from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket
+
+GENERATOR_VERSION = 2
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
-
-
-@dataclass(frozen=True)
-class Intent:
-    modifier: str
-    subject: str
-    artifact: str
-
-    @property
-    def text(self) -> str:
-        return f"{self.modifier} {self.subject} {self.artifact}"
-
-    @property
-    def terms(self) -> list[str]:
-        """The on-topic content terms of this intent."""
-        return SUBJECTS[self.subject] + MODIFIERS[self.modifier] + ARTIFACTS[self.artifact]
+EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
+ON_TOPIC = 24           # nearest bank phrases an on-topic descriptor is drawn from
+OFF_TOPIC_MAX = 0.15    # an off-topic descriptor's cosine to the intent is below this
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Example:
     length: str
     relevance: str
     output: str
+    reward: float = float("nan")  # measured relevance of output to intent (MiniLM cosine)
 
     @property
     def prompt(self) -> str:
@@ -59,136 +61,143 @@ class Example:
         return self.prompt + self.output + EOS
 
 
-def is_heldout(intent: Intent) -> bool:
-    return zlib.crc32(intent.text.encode()) % 100 < HELDOUT_PERCENT
+# --- reading the shipped evaluation data (no torch, no word lists) ------------------------------------
+@functools.cache
+def _eval_rows(split: str) -> tuple[Example, ...]:
+    if split not in EVAL_FILES:
+        raise SlmkitError(f"unknown split {split!r}; valid: {', '.join(EVAL_FILES)}, train")
+    return tuple(Example(**json.loads(line)) for line in EVAL_FILES[split].read_text().splitlines() if line)
 
 
-def intents(split: str) -> list[Intent]:
-    """All intents of a split ('train' or 'eval'), in a fixed order."""
-    if split not in ("train", "eval"):
-        raise ValueError(f"unknown split {split!r}")
-    every = [Intent(m, s, a) for s in SUBJECTS for m in MODIFIERS for a in ARTIFACTS]
-    return [i for i in every if is_heldout(i) == (split == "eval")]
+def examples(split: str, n: int, seed: int | None = None, path: Path | None = None) -> list[Example]:
+    """``n`` examples of a split. ``eval`` (free-form intents) and ``lexicon`` come from the shipped
+    files in a balanced order (every length x relevance combination in turn; ``seed`` draws a sample
+    instead); ``train`` reads the generated file ``path``."""
+    if split == "train":
+        if path is None:
+            raise SlmkitError("the train split is generated: pass path= (python -m slmkit.demo.dataset build)")
+        rows = read_jsonl(path)
+    else:
+        rows = list(_eval_rows(split))
+    if seed is not None:
+        rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    return rows[:n]
 
 
-def parse_intent(text: str) -> Intent | None:
-    """The lexicon's reading of an intent string, or None for free-form intents."""
-    for m in MODIFIERS:
-        if text.startswith(m + " "):
-            rest = text[len(m) + 1:]
-            for a in ARTIFACTS:
-                if rest.endswith(" " + a) and rest[: -len(a) - 1] in SUBJECTS:
-                    return Intent(m, rest[: -len(a) - 1], a)
-    return None
+def read_jsonl(path: Path) -> list[Example]:
+    """Examples from a JSONL file (``.jsonl.gz`` too)."""
+    path = Path(path)
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    return [Example(**json.loads(line)) for line in text.splitlines() if line]
 
 
-_ALL_TERMS: dict[str, set[str]] = {}
-for _table in (SUBJECTS, MODIFIERS, ARTIFACTS):
-    for _key, _terms in _table.items():
-        for _t in _terms:
-            _ALL_TERMS.setdefault(_t, set()).add(_key)
+def write_jsonl(path: Path, rows: list[Example]) -> None:
+    from slmkit.files import write_text_atomic
+
+    write_text_atomic(Path(path), "".join(json.dumps(asdict(e)) + "\n" for e in rows))
 
 
-def content_terms(output: str) -> list[str]:
-    """Lexicon content terms found in an output (whole comma/pipe-separated pieces or inside them)."""
-    found = []
-    padded = f" {output.replace(',', ' , ').replace('|', ' | ')} "
-    for term in _ALL_TERMS:
-        if f" {term} " in padded:
-            found.append(term)
-    return found
+# --- building outputs -----------------------------------------------------------------------------------
+def article(phrase: str) -> str:
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
 
 
-def relevance(intent: str, output: str) -> float:
-    """Share of the output's content terms that belong to the intent (0 when it has none)."""
-    parsed = parse_intent(intent)
-    terms = content_terms(output)
-    if parsed is None or not terms:
-        return 0.0
-    own = set(parsed.terms)
-    return sum(t in own for t in terms) / len(terms)
+@dataclass
+class Plan:
+    """How one output is built: what of the intent it carries and its share of on-topic descriptors."""
+    head: str          # "full": the whole intent; "part": one of its words; "none": an off-topic subject
+    p_on: float
 
 
-class _Builder:
-    """Draws content terms for one output: on-topic with probability ``p``, else off-topic."""
+PLANS: dict[str, Callable[[random.Random], Plan]] = {
+    "high": lambda r: Plan("full", r.uniform(0.8, 1.0)),
+    "mid": lambda r: Plan("full" if r.random() < 0.5 else "part", r.uniform(0.0, 0.5)),
+    "low": lambda r: Plan("part" if r.random() < 0.4 else "none", r.uniform(0.0, 0.2)),
+}
 
-    def __init__(self, rng: random.Random, intent: Intent, p: float):
-        self.rng, self.intent, self.p = rng, intent, p
+
+class _Content:
+    """Descriptors for one output: on-topic (near the intent) with probability ``p_on``, else far."""
+
+    def __init__(self, rng: random.Random, near: list[str], far: list[str], p_on: float):
+        self.rng, self.near, self.far, self.p_on = rng, near, far, p_on
         self.used: set[str] = set()
 
     def term(self) -> str:
-        for _ in range(50):
-            if self.rng.random() < self.p:
-                t = self.rng.choice(self.intent.terms)
-            else:
-                table = self.rng.choice([SUBJECTS, MODIFIERS])
-                key = self.rng.choice([k for k in table if k not in (self.intent.subject, self.intent.modifier)])
-                t = self.rng.choice(table[key])
+        for _ in range(40):
+            pool = self.near if self.rng.random() < self.p_on else self.far
+            t = self.rng.choice(pool)
             if t not in self.used:
                 self.used.add(t)
                 return t
         return self.rng.choice(QUALITIES)
 
 
-def _article(phrase: str) -> str:
-    return "an" if phrase[0] in "aeiou" else "a"
+def _head(rng: random.Random, intent: str, plan: Plan, content: _Content) -> str:
+    if plan.head == "full":
+        return intent
+    words = [w for w in intent.split() if w.lower() in content_words(w)] or intent.split()
+    if plan.head == "part":
+        return rng.choice(words)
+    return rng.choice(content.far)
 
 
-def _t2i(b: _Builder) -> Iterator[str]:
-    rng, it = b.rng, b.intent
-    head = f"{it.modifier} {it.subject} {it.artifact}"
-    yield f"{_article(head)} {head}"
+def _t2i(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterator[str]:
+    head = _head(rng, intent, plan, c)
+    first = head.split(" ", 1)[0].lower()
+    yield head if first in ("a", "an") else f"{article(head)} {head}"
     extras = [f"{rng.choice(STYLES)} style", rng.choice(QUALITIES)]
     while True:
-        if extras and rng.random() < 0.3:
-            yield extras.pop(0)
-        else:
-            yield b.term()
+        yield extras.pop(0) if extras and rng.random() < 0.3 else c.term()
 
 
-def _search(b: _Builder) -> Iterator[str]:
-    rng, it = b.rng, b.intent
-    yield rng.choice([it.text, f"{it.subject} {it.artifact}", f"{it.modifier} {it.artifact}"])
+def _search(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterator[str]:
+    head = _head(rng, intent, plan, c)
+    words = head.split()
+    yield head
     while True:
-        shape = rng.randrange(4)
-        t = b.term()
+        shape, t = rng.randrange(4), c.term()
         if shape == 0:
-            yield f"{t} {it.artifact}"
+            yield f"{t} {words[-1]}" if plan.head != "none" else t
         elif shape == 1:
-            yield f"{it.modifier} {t}"
+            yield f"{words[0]} {t}" if len(words) > 1 and words[0].lower() not in ("a", "an", "how") else t
         elif shape == 2:
             yield f"{t} {rng.choice(SEARCH_SUFFIXES)}"
         else:
-            yield f"{it.subject} {t}"
+            yield f"{head} {rng.choice(SEARCH_SUFFIXES)}" if rng.random() < 0.5 else t
 
 
-def _recommend(b: _Builder) -> Iterator[str]:
-    rng, it = b.rng, b.intent
-    yield it.subject
-    yield it.artifact
+def _recommend(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterator[str]:
+    head = _head(rng, intent, plan, c)
+    if plan.head == "full":
+        words = content_words(intent)
+        yield head if len(head.split()) <= 3 else " ".join(words[:2]) if len(words) >= 2 else head
+        for w in words[2:] if len(head.split()) > 3 else []:
+            yield w
+    else:
+        yield head
     while True:
-        yield rng.choice(TAG_EXTRAS) if rng.random() < 0.15 else b.term()
+        yield rng.choice(TAG_EXTRAS) if rng.random() < 0.15 else c.term()
 
 
-_PIECES: dict[str, Callable[[_Builder], Iterator[str]]] = {"t2i": _t2i, "search": _search,
-                                                           "recommend": _recommend}
+_PIECES = {"t2i": _t2i, "search": _search, "recommend": _recommend}
 _JOIN = {"t2i": ("", ", "), "search": ("", " | "), "recommend": ("tags: ", ", ")}
 
 
-def make_output(rng: random.Random, intent: Intent, task: str, length: str, rel: str) -> str:
-    """One output for the intent whose task format, length bucket and relevance follow the controls."""
+def make_output(rng: random.Random, intent: str, task: str, length: str, plan: Plan, near: list[str],
+                far: list[str]) -> str:
+    """One output for the intent in its task's format and length bucket, built as ``plan`` says."""
     lo, hi = LENGTHS[length]
     prefix, sep = _JOIN[task]
     for _ in range(100):
         target = rng.randint(lo, hi)
-        p = rng.uniform(*RELEVANCE[rel])
         pieces: list[str] = []
-        stream = _PIECES[task](_Builder(rng, intent, p))
+        stream = _PIECES[task](rng, intent, plan, _Content(rng, near, far, plan.p_on))
         count = 0
-        for _ in range(60):
-            piece = next(stream)
-            n = len(piece.split())
-            if piece in pieces or count + n > target:
+        for _ in range(80):
+            piece = " ".join(next(stream).split())
+            n = len(piece.replace(",", " ").replace("|", " ").split())
+            if not piece or "," in piece or "|" in piece or piece in pieces or count + n > target:
                 if not pieces:
                     break  # the opening piece is mandatory: draw another target
                 continue
@@ -201,37 +210,181 @@ def make_output(rng: random.Random, intent: Intent, task: str, length: str, rel:
         out = prefix + sep.join(pieces)
         if length_bucket(out) == length:
             return out
-    raise RuntimeError(f"could not build a {length} {task} output for {intent.text!r}")
+    raise SlmkitError(f"could not build a {length} {task} output for {intent!r}")
 
 
-def examples(split: str, n: int, seed: int | None = None) -> list[Example]:
-    """``n`` examples of a split; tasks, lengths and relevance buckets are balanced by cycling."""
-    rng = random.Random(TRAIN_SEED if split == "train" and seed is None else EVAL_SEED if seed is None else seed)
-    pool = intents(split)
-    combos = [(t, ln, r) for t in TASKS for ln in LENGTHS for r in RELEVANCE]
+# --- the scorer and the descriptor bank ----------------------------------------------------------------
+class Embedder:
+    """all-MiniLM-L6-v2 (the bench's scorer) with texts sorted by length to batch with little padding."""
+
+    def __init__(self, batch_size: int = 256):
+        from slmkit.benchmarks.task_quality import MiniLmScorer
+
+        self._scorer = MiniLmScorer(batch_size=batch_size)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        emb = self._scorer.embed([texts[i] for i in order]).astype(np.float32)
+        out = np.empty_like(emb)
+        out[order] = emb
+        return out
+
+
+@dataclass
+class Bank:
+    """Descriptor phrases and their embeddings; the word pools' embeddings for coherent intents."""
+    phrases: list[str]
+    emb: np.ndarray
+    words: dict[str, list[str]]
+    word_emb: dict[str, np.ndarray]
+    _near: dict[tuple[str, str], list[str]]
+
+    def related(self, kind: str, anchor: str, k: int = 40) -> list[str]:
+        """The ``k`` words of a pool ('noun', 'adj', 'verb', 'gerund') nearest to an anchor noun."""
+        key = (kind, anchor)
+        if key not in self._near:
+            i = self.words["noun"].index(anchor)
+            sims = self.word_emb[kind] @ self.word_emb["noun"][i]
+            top = np.argpartition(-sims, k)[:k + 1]
+            self._near[key] = [self.words[kind][j] for j in top if self.words[kind][j] != anchor][:k]
+        return self._near[key]
+
+
+def build_bank(embed: Embedder, seed: int) -> Bank:
+    """Nouns, adjective + noun pairs (adjectives near their noun), styles and qualities, embedded."""
+    from slmkit.demo.words import pools
+
+    p = pools()
+    words = {"noun": list(p.nouns), "adj": list(p.adjectives), "verb": list(p.verbs), "gerund": list(p.gerunds)}
+    word_emb = {k: embed(v) for k, v in words.items()}
+    bank = Bank([], np.zeros((0, 384), np.float32), words, word_emb, {})
+    rng = random.Random(seed)
+    pairs = [f"{rng.choice(bank.related('adj', noun, 12))} {noun}" for noun in words["noun"] for _ in range(2)]
+    phrases = list(dict.fromkeys(words["noun"] + pairs + [f"{s} style" for s in STYLES] + list(QUALITIES)
+                                 + list(ARTIFACTS)))
+    bank.phrases, bank.emb = phrases, embed(phrases)
+    return bank
+
+
+def _neighbours(bank: Bank, intents: list[str], emb: np.ndarray, rng: random.Random
+                ) -> tuple[list[list[str]], list[list[str]]]:
+    """Per intent: the nearest bank phrases that add a new word, and far-away phrases."""
+    near, far = [], []
+    for s in range(0, len(intents), 1024):
+        sims = emb[s:s + 1024] @ bank.emb.T
+        top = np.argpartition(-sims, 3 * ON_TOPIC, axis=1)[:, :3 * ON_TOPIC]
+        for row, intent in enumerate(intents[s:s + 1024]):
+            own = set(content_words(intent))
+            order = top[row][np.argsort(-sims[row, top[row]])]
+            new = [bank.phrases[j] for j in order if not own & set(content_words(bank.phrases[j]))][:ON_TOPIC]
+            near.append(new or [bank.phrases[j] for j in order[:ON_TOPIC]])
+            cands = [j for j in (rng.randrange(len(bank.phrases)) for _ in range(120)) if sims[row, j] < OFF_TOPIC_MAX]
+            far.append([bank.phrases[j] for j in cands[:40]] or [rng.choice(list(QUALITIES))])
+    return near, far
+
+
+def label(embed: Embedder, rows: list[tuple[str, str, str, str]]) -> list[Example]:
+    """Measure each (intent, task, length, output)'s reward and label it with its relevance bucket."""
+    intents = list(dict.fromkeys(r[0] for r in rows))
+    ie = dict(zip(intents, embed(intents)))
+    oe = embed([r[3] for r in rows])
     out = []
-    for k in range(n):
-        task, length, rel = combos[k % len(combos)] if split == "eval" else rng.choice(combos)
-        intent = rng.choice(pool)
-        out.append(Example(intent.text, task, length, rel, make_output(rng, intent, task, length, rel)))
+    for (intent, task, length, output), e in zip(rows, oe):
+        reward = float(e @ ie[intent])
+        out.append(Example(intent, task, length, relevance_bucket(reward), output, round(reward, 4)))
     return out
+
+
+def build_train(n_intents: int, per_intent: int, seed: int = TRAIN_SEED, log: Callable[[str], None] = print
+                ) -> list[Example]:
+    """The training data: ``n_intents`` open-world intents, ``per_intent`` examples each."""
+    from slmkit.demo.intents import open_world_intents
+    from slmkit.demo.words import pools
+
+    t0 = time.time()
+    embed = Embedder()
+    bank = build_bank(embed, seed)
+    log(f"bank: {len(bank.phrases)} descriptor phrases, {time.time() - t0:.0f}s")
+    intents = open_world_intents(pools(), n_intents, seed, related=bank.related)
+    emb = embed(intents)
+    rng = random.Random(seed)
+    near, far = _neighbours(bank, intents, emb, rng)
+    log(f"intents: {len(intents)} with neighbours, {time.time() - t0:.0f}s")
+    rows = []
+    for i, intent in enumerate(intents):
+        for _ in range(per_intent):
+            task, length, want = rng.choice(list(TASKS)), rng.choice(list(LENGTHS)), rng.choice(list(RELEVANCE))
+            rows.append((intent, task, length, make_output(rng, intent, task, length, PLANS[want](rng),
+                                                             near[i], far[i])))
+    log(f"outputs: {len(rows)} built, {time.time() - t0:.0f}s; measuring rewards")
+    out = label(embed, rows)
+    log(f"labelled: {dict(Counter(e.relevance for e in out))}, {time.time() - t0:.0f}s")
+    return out
+
+
+def build_eval(intents_tasks: list[tuple[str, str]], seed: int, tries: int = 8) -> list[Example]:
+    """Every length x relevance combination for each (task, intent): the generator's output whose
+    measured bucket is the requested one (the closest of ``tries`` when none is)."""
+    embed = Embedder()
+    bank = build_bank(embed, seed)
+    rng = random.Random(seed)
+    intents = [i for _, i in intents_tasks]
+    near, far = _neighbours(bank, intents, embed(intents), rng)
+    combos = [(ln, r) for r in RELEVANCE for ln in LENGTHS]
+    rows, want = [], []
+    for k, (task, intent) in enumerate(intents_tasks):
+        for length, rel in combos:
+            for _ in range(tries):
+                rows.append((intent, task, length, make_output(rng, intent, task, length, PLANS[rel](rng),
+                                                                 near[k], far[k])))
+                want.append(rel)
+    labelled = label(embed, rows)
+    centre = {r: sum(RELEVANCE[r]) / 2 for r in RELEVANCE}
+    out = []
+    for s in range(0, len(labelled), tries):
+        group, rel = labelled[s:s + tries], want[s]
+        best = min(group, key=lambda e: (e.relevance != rel, abs(e.reward - centre[rel])))
+        out.append(Example(best.intent, best.task, best.length, rel, best.output, best.reward))
+    # interleave so that the first n rows of the file cover every combination and task
+    by_combo = [out[i::len(combos)] for i in range(len(combos))]
+    return [row for group in zip(*by_combo) for row in group]
+
+
+def write_eval_files(seed: int = EVAL_SEED) -> None:
+    from slmkit.demo.intents import lexicon_heldout
+
+    free = list(freeform_intents())
+    rng = random.Random(seed)
+    lex = [(list(TASKS)[k % 3], i) for k, i in enumerate(rng.sample(list(lexicon_heldout()), len(free)))]
+    for split, items in (("eval", free), ("lexicon", lex)):
+        rows = build_eval(items, seed)
+        write_jsonl(EVAL_FILES[split], rows)
+        print(f"wrote {EVAL_FILES[split]} ({len(rows)} examples)")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=["train", "eval"], default="train")
-    ap.add_argument("--n", type=int, default=10)
-    ap.add_argument("--stats", action="store_true", help="print split sizes and word statistics")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="generate the training data")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--intents", type=int, default=60_000)
+    b.add_argument("--per-intent", type=int, default=2)
+    b.add_argument("--seed", type=int, default=TRAIN_SEED)
+    sub.add_parser("eval-files", help="rewrite the shipped evaluation files")
+    s = sub.add_parser("show", help="print examples")
+    s.add_argument("--split", default="eval")
+    s.add_argument("--path", type=Path)
+    s.add_argument("--n", type=int, default=10)
     args = ap.parse_args(argv)
-    exs = examples(args.split, args.n)
-    if args.stats:
-        words = [word_count(e.output) for e in exs]
-        print(json.dumps({"intents_train": len(intents("train")), "intents_eval": len(intents("eval")),
-                          "examples": len(exs), "mean_words": sum(words) / len(words),
-                          "distinct_outputs": len({e.output for e in exs})}))
-        return
-    for e in exs:
-        print(json.dumps(asdict(e)))
+    if args.cmd == "build":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(args.out, build_train(args.intents, args.per_intent, args.seed))
+        print(f"wrote {args.out}")
+    elif args.cmd == "eval-files":
+        write_eval_files()
+    else:
+        for e in examples(args.split, args.n, path=args.path):
+            print(json.dumps(asdict(e)))
 
 
 if __name__ == "__main__":

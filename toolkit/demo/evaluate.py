@@ -1,12 +1,14 @@
-"""Does the demo model do its task? Held-out perplexity, control following and relevance.
+"""Does the demo model do its task on intents people write? Perplexity, controls and relevance.
 
-    python -m slmkit.demo.evaluate [MODEL] [--n 540] [--json FILE] [--card]
+    python -m slmkit.demo.evaluate [MODEL] [--split eval|lexicon] [--n 540] [--json FILE] [--card]
 
-On held-out examples (intents never seen in training, all 27 task x length x relevance combinations
-in equal numbers) it reports perplexity of the whole text and of the output given the prompt, and,
-for greedy generations: how often the output has its task's format, lands in the requested length
-bucket, and its relevance to the intent (share of on-topic lexicon terms) per requested bucket. The
-generator's own outputs for the same prompts give the ceiling. Works on any slmkit Runtime.
+On the shipped evaluation examples (``eval``: hand-written free-form intents none of whose words the
+model saw in training; ``lexicon``: the old demo's lexicon-style held-out intents), every length x
+relevance combination in equal numbers, it reports perplexity of the whole text and of the output
+given the prompt, and for generated outputs: format per task, length-bucket accuracy, MiniLM relevance
+cosine(intent, output) per requested relevance bucket, the share of outputs carrying a word of their
+intent, repeated pieces and distinct outputs. The generator's own outputs give the ceiling. Works on
+any slmkit Runtime.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.demo.dataset import examples, intents, relevance
+from slmkit.demo.dataset import examples
+from slmkit.demo.words import content_words
 from slmkit.errors import run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket
 from slmkit.runtimes.base import Runtime
@@ -31,21 +34,40 @@ def _mean(xs: list[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
 
 
+def pieces(output: str) -> list[str]:
+    return [p.strip() for p in output.replace("|", ",").removeprefix("tags:").split(",") if p.strip()]
+
+
 def repeats_a_piece(output: str) -> bool:
     """Whether a comma- or pipe-separated piece occurs twice (the generator never repeats one)."""
-    pieces = [p.strip() for p in output.replace("|", ",").removeprefix("tags:").split(",") if p.strip()]
-    return len(pieces) != len(set(pieces))
+    ps = pieces(output)
+    return len(ps) != len(set(ps))
+
+
+def carries_intent_word(intent: str, output: str) -> bool:
+    """Whether the output holds a content word of the intent (as a whole word)."""
+    return bool(set(content_words(intent)) & set(content_words(output)))
+
+
+def relevance_scores(scorer, intents: list[str], outputs: list[str]) -> list[float]:
+    """cosine(embedding(intent), embedding(output)) per pair (0 for an empty output)."""
+    emb = scorer.embed(list(intents) + list(outputs))
+    a, b = emb[:len(intents)], emb[len(intents):]
+    return [float(x @ y) if o.strip() else 0.0 for x, y, o in zip(a, b, outputs)]
 
 
 def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0) -> dict:
-    """Held-out figures for one runtime (n is rounded down to a multiple of 27); greedy by default."""
-    n = max(27, n - n % 27)
-    exs = examples("eval", n)
+             seed: int = 0, split: str = "eval", scorer=None, repetition_penalty: float = 1.0) -> dict:
+    """Figures for one runtime on ``n`` examples of a split (rounded down to a multiple of 9); greedy by
+    default. ``scorer``: the MiniLM scorer (loaded here when None)."""
+    if scorer is None:
+        from slmkit.benchmarks.task_quality import MiniLmScorer
+
+        scorer = MiniLmScorer()
+    n = max(9, n - n % 9)
+    exs = examples(split, n)
     sep_id = runtime.tokenizer.token_to_id(SEP)
     nll_all, nll_out, tok_all, tok_out = 0.0, 0.0, 0, 0
-    fmt, hit, rel = defaultdict(list), defaultdict(list), defaultdict(list)
-    ceil_rel = defaultdict(list)
     outputs = []
     t0 = time.time()
     for k, e in enumerate(exs):
@@ -56,16 +78,23 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, temperature: fl
         tok_all += len(lp)
         nll_out -= float(lp[start:].sum())
         tok_out += len(lp) - start
-        out = runtime.generate(e.prompt, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature, top_p=top_p,
-                               seed=seed + k)
-        outputs.append(out)
-        fmt[e.task].append(follows_format(e.task, out))
-        hit[e.length].append(length_bucket(out) == e.length)
-        rel[e.relevance].append(relevance(e.intent, out))
-        ceil_rel[e.relevance].append(relevance(e.intent, e.output))
+        extra = {"repetition_penalty": repetition_penalty} if repetition_penalty != 1.0 else {}
+        outputs.append(runtime.generate(e.prompt, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature,
+                                        top_p=top_p, seed=seed + k, **extra))
         if log_every and (k + 1) % log_every == 0:
             print(f"  {k + 1}/{n} examples, {time.time() - t0:.0f}s", flush=True)
+    intents = [e.intent for e in exs]
+    rel_out = relevance_scores(scorer, intents, outputs)
+    rel_gen = relevance_scores(scorer, intents, [e.output for e in exs])
+    fmt, hit, rel, ceil = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
+    for e, out, r, g in zip(exs, outputs, rel_out, rel_gen):
+        fmt[e.task].append(follows_format(e.task, out))
+        hit[e.length].append(length_bucket(out) == e.length)
+        rel[e.relevance].append(r)
+        ceil[e.relevance].append(g)
+    high = [(e, o) for e, o in zip(exs, outputs) if e.relevance == "high"]
     return {
+        "split": split,
         "examples": n,
         "heldout_ppl": math.exp(nll_all / tok_all),
         "heldout_output_ppl": math.exp(nll_out / tok_out),
@@ -73,12 +102,15 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, temperature: fl
         "format_rate": {t: _mean(fmt[t]) for t in TASKS} | {"all": _mean(sum(fmt.values(), []))},
         "length_rate": {b: _mean(hit[b]) for b in LENGTHS} | {"all": _mean(sum(hit.values(), []))},
         "relevance": {b: _mean(rel[b]) for b in RELEVANCE},
-        "relevance_generator": {b: _mean(ceil_rel[b]) for b in RELEVANCE},
+        "relevance_generator": {b: _mean(ceil[b]) for b in RELEVANCE},
+        "carries_intent_word": _mean([carries_intent_word(e.intent, o) for e, o in zip(exs, outputs)]),
+        "carries_intent_word_high": _mean([carries_intent_word(e.intent, o) for e, o in high]),
         "distinct_outputs": len(set(outputs)) / n,
         "repeated_piece_rate": _mean([repeats_a_piece(o) for o in outputs]),
-        "decoding": {"temperature": temperature, "top_p": top_p, "seed": seed},
+        "decoding": {"temperature": temperature, "top_p": top_p, "seed": seed,
+                     "repetition_penalty": repetition_penalty},
         "seconds": round(time.time() - t0, 1),
-        "samples": [{"prompt": e.prompt, "output": o} for e, o in list(zip(exs, outputs))[:27:4]],
+        "samples": [{"prompt": e.prompt, "output": o} for e, o in list(zip(exs, outputs))[:36:4]],
     }
 
 

@@ -1,10 +1,13 @@
-"""Train the demo GPT-2 on the synthetic intent→prompt task, on the CPU, reproducibly.
+"""Train the demo GPT-2 on the open-world intent→prompt task, reproducibly, on the CPU (or a GPU).
 
-    python -m slmkit.demo.train --out toolkit/demo/model          # the shipped model (about an hour)
-    python -m slmkit.demo.train --out /tmp/m --steps 20 --layers 1  # a smoke run
+    python -m slmkit.demo.train --out toolkit/demo/model      # the shipped model (see its MODEL_CARD.md)
+    python -m slmkit.demo.train --out /tmp/m --examples 1500 --steps 20 --layers 1   # a smoke run
 
-Seeded end to end (data, tokenizer, initialisation, batch order). Writes a Hugging Face GPT-2 folder:
-config.json, fp16 model.safetensors, tokenizer.json (+ tokenizer_config.json), and train_log.json.
+Seeded end to end (data, tokenizer, initialisation, batch order). The training data is generated
+first (``slmkit.demo.dataset``, minutes) into ``--data`` and reused when it is already there. Writes a
+Hugging Face GPT-2 folder: config.json, fp16 model.safetensors, tokenizer.json (+ its config files) and
+train_log.json. ``--checkpoint DIR`` saves the run every ``--eval-every`` steps; the same command with
+``--resume`` goes on from the last one (a long CPU run can outlive a session).
 """
 from __future__ import annotations
 
@@ -13,11 +16,15 @@ import json
 import math
 import os
 import random
+import re
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
-from slmkit.demo.dataset import examples
-from slmkit.errors import run_script
+from slmkit.demo.dataset import GENERATOR_VERSION, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
+from slmkit.demo.words import content_words, excluded_words
+from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import CONTROL_TOKENS, EOS
 
 
@@ -50,6 +57,38 @@ def write_tokenizer(tok, out: Path, n_positions: int) -> None:
         indent=2) + "\n")
 
 
+SPLIT_RATE = 0.2  # share of training texts whose words are split into pieces (seeded BPE dropout)
+_SPECIAL = re.compile(r"(<\|[^|<>]+\|>)")
+
+
+def encode_with_splits(tok, texts: list[str], rng: random.Random, rate: float = SPLIT_RATE) -> list[list[int]]:
+    """Token ids of the texts; in a seeded share of them each word is cut at a random character and
+    the pieces encoded apart. Every token the BPE can produce for a word it never saw (its intermediate
+    merges) then also occurs in training, so copying an unseen word never meets an untrained embedding."""
+    ids = [e.ids for e in tok.encode_batch(texts)]
+    chosen = [i for i in range(len(texts)) if rng.random() < rate]
+    pieces: list[list[str]] = []
+    for i in chosen:
+        parts: list[str] = []
+        for seg in _SPECIAL.split(texts[i]):
+            if _SPECIAL.fullmatch(seg) or not seg:
+                parts.append(seg)
+                continue
+            for word in re.findall(r"\s?[^\s]+|\s+", seg):
+                core = word.lstrip()
+                if len(core) > 1 and rng.random() < 0.5:
+                    cut = len(word) - len(core) + rng.randrange(1, len(core))
+                    parts += [word[:cut], word[cut:]]
+                else:
+                    parts.append(word)
+        pieces.append([p for p in parts if p])
+    flat = [p for ps in pieces for p in ps]
+    enc = iter(tok.encode_batch(flat)) if flat else iter(())
+    for i, ps in zip(chosen, pieces):
+        ids[i] = [t for _ in ps for t in next(enc).ids]
+    return ids
+
+
 def pack(ids: list[list[int]], block: int, rng: random.Random) -> list[list[int]]:
     """Shuffle examples and concatenate them into blocks of ``block`` tokens."""
     order = list(range(len(ids)))
@@ -58,13 +97,52 @@ def pack(ids: list[list[int]], block: int, rng: random.Random) -> list[list[int]
     return [flat[i:i + block] for i in range(0, len(flat) - block + 1, block)]
 
 
+def training_data(path: Path | None, n: int) -> list[Example]:
+    """The generated training examples: read from ``path``, or generated (and saved there) first."""
+    path = path or Path("out/demo-data") / f"train-v{GENERATOR_VERSION}-{n}.jsonl"
+    if path.is_file():
+        rows = read_jsonl(path)
+        if len(rows) < n:
+            raise SlmkitError(f"{path} holds {len(rows)} examples, fewer than --examples {n}")
+        return rows[:n]
+    print(f"generating the training data into {path} (minutes; reused next time)", flush=True)
+    rows = build_train(n // 2, 2, TRAIN_SEED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path, rows)
+    return rows[:n]
+
+
+def check_unseen(rows: list[Example]) -> None:
+    """Refuse training data that holds a word of the free-form evaluation intents."""
+    banned = excluded_words()
+    for e in rows:
+        hit = banned & set(content_words(f"{e.intent} {e.output}"))  # control tokens are single ids, not words
+        if hit:
+            raise SlmkitError(f"training data holds the evaluation word {sorted(hit)[0]!r} ({e.intent!r})")
+
+
+def token_coverage(tok, train_ids: list[list[int]]) -> dict:
+    """How well the tokenizer serves unseen words, and whether every token was trained."""
+    from slmkit.demo.intents import freeform
+
+    counts = Counter(t for ids in train_ids for t in ids)
+    words = [w for i in freeform() for w in i.split()]
+    pieces = [len(tok.encode(" " + w).ids) for w in words]
+    unseen = [t for t in range(tok.get_vocab_size()) if counts[t] == 0]
+    return {"vocab": tok.get_vocab_size(), "tokens_never_in_training": len(unseen),
+            "tokens_seen_under_10_times": sum(1 for t in range(tok.get_vocab_size()) if counts[t] < 10),
+            "freeform_tokens_per_word": round(sum(pieces) / len(pieces), 3)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--examples", type=int, default=80_000)
+    ap.add_argument("--data", type=Path, help="training data JSONL (generated when missing; default "
+                    "out/demo-data/train-v{version}-{examples}.jsonl)")
+    ap.add_argument("--examples", type=int, default=120_000, help="training examples (2 per intent)")
     ap.add_argument("--eval-examples", type=int, default=540)
     ap.add_argument("--vocab", type=int, default=8192)
-    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--embd", type=int, default=512)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--inner", type=int, default=1536)
@@ -75,8 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda); the result is the same recipe")
+    ap.add_argument("--checkpoint", type=Path, help="save the run here every --eval-every steps")
+    ap.add_argument("--resume", action="store_true", help="go on from the checkpoint in --checkpoint")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.resume and not (args.checkpoint and (args.checkpoint / "state.pt").is_file()):
+        raise SlmkitError("--resume needs --checkpoint DIR holding state.pt")
 
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -87,13 +170,16 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    train = [e.text for e in examples("train", args.examples)]
+    rows = training_data(args.data, args.examples)
+    train = [e.text for e in rows]
+    check_unseen(rows)
     held = [e.text for e in examples("eval", args.eval_examples)]
     tok = train_tokenizer(train, args.vocab)
     eos = tok.token_to_id(EOS)
-    train_ids = [e.ids for e in tok.encode_batch(train)]
+    train_ids = encode_with_splits(tok, train, random.Random(args.seed + 1))
     held_ids = [e.ids for e in tok.encode_batch(held)]
     n_tokens = sum(map(len, train_ids))
+    coverage = token_coverage(tok, train_ids)
     print(f"data: {len(train)} train / {len(held)} held-out examples, {n_tokens} train tokens, "
           f"vocab {tok.get_vocab_size()}, {time.time() - t0:.1f}s", flush=True)
 
@@ -101,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                         n_layer=args.layers, n_head=args.heads, n_inner=args.inner, bos_token_id=eos,
                         eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                         tie_word_embeddings=True)
-    model = GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {args.layers} layers x {args.embd} wide, n_inner {args.inner}, {n_params / 1e6:.2f}M params",
           flush=True)
@@ -116,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         frac = (step - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
-    held_blocks = torch.tensor(pack(held_ids, args.ctx, random.Random(0)))
+    held_blocks = torch.tensor(pack(held_ids, args.ctx, random.Random(0)), device=args.device)
 
     @torch.no_grad()
     def held_loss() -> float:
@@ -127,14 +213,22 @@ def main(argv: list[str] | None = None) -> None:
 
     log: list[dict] = []
     blocks: list[list[int]] = []
-    epoch, seen = 0, 0
+    epoch, seen, first = 0, 0, 0
+    if args.resume:
+        state = torch.load(args.checkpoint / "state.pt", map_location=args.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.setstate(state["rng"])
+        log, blocks, epoch, seen, first = state["log"], state["blocks"], state["epoch"], state["seen"], state["step"]
+        print(f"resumed at step {first} from {args.checkpoint}", flush=True)
     model.train()
-    t_train = time.time()
-    for step in range(args.steps):
+    t_run, seen_at_start, before = time.time(), seen, (log[-1]["train_s"] if log else 0.0)
+    for step in range(first, args.steps):
         if len(blocks) < args.batch:
             blocks = pack(train_ids, args.ctx, rng)
             epoch += 1
-        batch = torch.tensor(blocks[:args.batch])
+        batch = torch.tensor(blocks[:args.batch], device=args.device)
         blocks = blocks[args.batch:]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -145,24 +239,36 @@ def main(argv: list[str] | None = None) -> None:
         opt.step()
         seen += batch.numel()
         if step % 25 == 0 or step == args.steps - 1:
-            rate = seen / (time.time() - t_train)
+            rate = (seen - seen_at_start) / max(1e-9, time.time() - t_run)
             entry = {"step": step, "epoch": epoch, "loss": round(loss.item(), 4), "lr": lr_at(step),
-                     "tokens": seen, "tok_s": round(rate), "elapsed_s": round(time.time() - t0)}
+                     "tokens": seen, "tok_s": round(rate), "train_s": round(before + time.time() - t_run, 1)}
             if step % args.eval_every == 0 or step == args.steps - 1:
                 entry["held_loss"] = round(held_loss(), 4)
             log.append(entry)
-            eta = (args.steps - step - 1) * args.batch * args.ctx / rate
+            eta = (args.steps - step - 1) * args.batch * args.ctx / max(rate, 1e-9)
             print(json.dumps(entry) + f"  eta {eta / 60:.1f} min", flush=True)
+        if args.checkpoint and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+            args.checkpoint.mkdir(parents=True, exist_ok=True)
+            tmp = args.checkpoint / "state.pt.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                        "rng": rng.getstate(), "log": log, "blocks": blocks, "epoch": epoch, "seen": seen,
+                        "step": step + 1}, tmp)
+            os.replace(tmp, args.checkpoint / "state.pt")
 
     final = held_loss()
-    model = model.half()
+    model = model.cpu().half()
     model.save_pretrained(args.out, safe_serialization=True)
     write_tokenizer(tok, args.out, args.ctx)
-    summary = {"seed": args.seed, "examples": len(train), "train_tokens_per_epoch": n_tokens,
+    summary = {"seed": args.seed, "examples": len(train), "intents": len({e.intent for e in rows}),
+               "data": {"generator_version": GENERATOR_VERSION, "data_seed": TRAIN_SEED,
+                        "relevance_labels": dict(sorted(Counter(e.relevance for e in rows).items())),
+                        "eval_words_in_training_data": 0},
+               "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
                "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "batch_blocks": args.batch,
                "block": args.ctx, "params": n_params, "vocab": tok.get_vocab_size(),
                "held_loss_fp32": final, "held_ppl_fp32": math.exp(final), "threads": args.threads,
-               "train_seconds": round(time.time() - t_train), "torch": torch.__version__, "log": log}
+               "train_seconds": round(before + time.time() - t_run), "torch": torch.__version__, "log": log,
+               "command": "python -m slmkit.demo.train " + " ".join(argv if argv is not None else sys.argv[1:])}
     (args.out / "train_log.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"done: held-out loss {final:.4f} (ppl {math.exp(final):.3f}), {time.time() - t0:.0f}s -> {args.out}",
           flush=True)

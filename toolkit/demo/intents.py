@@ -1,0 +1,133 @@
+"""Open-world intents: free-form phrases of 2-8 words over broad English, as people type them.
+
+Shapes range from two words ("quiet harbor") to scenes ("a tailor sewing in a greenhouse"), wishes
+("music for cooking"), how-tos, brand-like names ("Velora bakery sticker") and budgets. The evaluation
+sets are the hand-written free-form intents (``words.freeform_intents``) and the old lexicon-style
+held-out intents (modifier x subject x artifact), kept to compare the two.
+"""
+from __future__ import annotations
+
+import functools
+import random
+import zlib
+from collections.abc import Callable, Sequence
+
+from slmkit.demo.words import (ARTIFACTS, BRAND_SYLLABLES, STYLES, TIMES, Pools, content_words, excluded_words,
+                               freeform_intents)
+
+
+def article(phrase: str) -> str:
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
+
+
+def brand(rng: random.Random) -> str:
+    """A made-up, brand-like name ("Zenloria")."""
+    for _ in range(20):
+        name = "".join(rng.choice(BRAND_SYLLABLES) for _ in range(rng.randint(2, 3)))
+        if name not in excluded_words():
+            return name.capitalize()
+    return "Nexa"
+
+
+Related = Callable[[str, str], Sequence[str]]  # (kind, anchor noun) -> words of that kind related to it
+
+
+def _shapes(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> list:
+    """Intent shapes; each draws one anchor noun and, with probability ``coherence``, the other words
+    among the anchor's neighbours (so most intents read like something a person wants)."""
+    pool = {"noun": p.nouns, "adj": p.adjectives, "verb": p.verbs, "gerund": p.gerunds}
+    state = {"anchor": "", "coherent": False, "fresh": True}
+
+    def pick(kind: str) -> str:
+        if kind == "noun" and state["fresh"]:
+            state["fresh"] = False
+            return state["anchor"]
+        if related is not None and state["coherent"] and state["anchor"]:
+            near = related(kind, state["anchor"])
+            if near:
+                return rng.choice(near)
+        return rng.choice(pool[kind])
+
+    def start() -> None:
+        state.update(anchor=rng.choice(p.nouns), coherent=rng.random() < coherence, fresh=True)
+
+    def n() -> str:
+        return pick("noun")
+
+    def a() -> str:
+        return pick("adj")
+
+    def v() -> str:
+        return pick("verb")
+
+    def g() -> str:
+        return pick("gerund")
+
+    art, sty, tim = (lambda: rng.choice(ARTIFACTS)), (lambda: rng.choice(STYLES)), (lambda: rng.choice(TIMES))
+    shapes = [
+        lambda: f"{a()} {n()}",
+        lambda: f"{a()} {n()} {art()}",
+        lambda: f"{n()} {n()} {art()}",
+        lambda: f"{a()} {a()} {n()}",
+        lambda: f"{(x := n())} {g()} in {article(y := n())} {y}",
+        lambda: f"{article(x := n())} {x} {g()} in {article(y := n())} {y}",
+        lambda: f"{n()} {tim()}",
+        lambda: f"{a()} {n()} {tim()}",
+        lambda: f"{sty()} {art()} for {article(x := a())} {x} {n()}",
+        lambda: f"{art()} for {article(x := n())} {x} {n()}",
+        lambda: f"{n()} for {g()}",
+        lambda: f"{a()} {n()} for {g()}",
+        lambda: f"{brand(rng)} {n()} {art()}",
+        lambda: f"{brand(rng)} {a()} {n()}",
+        lambda: f"{n()} with {a()} {n()}",
+        lambda: f"{n()} with {n()}",
+        lambda: f"how to {v()} {article(x := n())} {x}",
+        lambda: f"{a()} {n()} under {rng.choice([20, 25, 40, 50, 75, 150, 200, 250, 500, 1000])}",
+        lambda: f"{n()} {n()}",
+        lambda: f"{n()} of {article(x := a())} {x} {n()}",
+        lambda: f"{a()} {n()} on {article(x := n())} {x}",
+        lambda: f"{n()} {g()} {n()}",
+        lambda: f"{sty()} {n()} {g()}",
+        lambda: f"{a()} {n()} in {article(x := a())} {x} {n()}",
+    ]
+
+    def draw() -> str:
+        start()
+        return rng.choice(shapes)()
+
+    return [draw]
+
+
+@functools.cache
+def lexicon_heldout() -> tuple[str, ...]:
+    """The old demo's held-out intents (modifier x subject x artifact, 4% by a stable hash)."""
+    from slmkit.demo.lexicon import ARTIFACTS as LEX_ARTIFACTS, MODIFIERS, SUBJECTS
+
+    every = (f"{m} {s} {a}" for s in SUBJECTS for m in MODIFIERS for a in LEX_ARTIFACTS)
+    return tuple(t for t in every if zlib.crc32(t.encode()) % 100 < 4)
+
+
+def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None = None,
+                       coherence: float = 0.75) -> list[str]:
+    """``n`` distinct free-form intents of 2-8 words, none with an evaluation word, seeded. ``related``
+    gives an anchor noun's neighbours (by sentence embedding) so that most intents hang together."""
+    rng = random.Random(seed)
+    draw = _shapes(pools, rng, related, coherence)[0]
+    banned = excluded_words()
+    lexicon = set(lexicon_heldout())
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < n:
+        text = " ".join(draw().split())
+        words = text.split()
+        if (text in seen or text in lexicon or not 2 <= len(words) <= 8
+                or any(w in banned for w in content_words(text))):
+            continue
+        seen.add(text)
+        out.append(text)
+    return out
+
+
+def freeform(task: str | None = None) -> list[str]:
+    """The hand-written evaluation intents (of one task, or all)."""
+    return [i for t, i in freeform_intents() if task in (None, t)]

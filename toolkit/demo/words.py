@@ -1,0 +1,158 @@
+"""Word pools of the open-world demo data: broad English from registry word lists, plus small scaffolds.
+
+Nouns, adjectives and verbs come from ``wonderwords`` (part-of-speech lists), kept when ``wordfreq``
+says they are common English; verb forms (``-ing``) are chosen by ``wordfreq`` too. These packages are
+the ``train`` extra: used when the data is generated, never by the runtime. The small hand lists are
+scaffolding (artifacts, styles, times, ...), not the content of intents.
+
+Every word of the hand-written free-form evaluation intents (``data/freeform_intents.tsv``) is removed
+from every pool, so the evaluation measures intents whose words the model has never seen.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmkit.errors import SlmkitError
+
+DATA = Path(__file__).parent / "data"
+FREEFORM_FILE = DATA / "freeform_intents.tsv"
+
+# Function words: not content, so they may appear anywhere.
+STOPWORDS = frozenset("""
+a an the of in on at for with to and or from by over under near into onto through before behind between
+about above below across along around against during without within how what which who do does is are be
+my your our their his her its this that these those s t some any all
+""".split())
+
+# Words no intent or output of ours should carry (on top of wonderwords' profanity list).
+_BLOCK = frozenset("""
+terrorist terrorism murder murderer suicide rape rapist slave slavery genocide nazi corpse kill killer
+x-rated abortion drug drugs cocaine heroin weapon gun guns bomb bullet porn sex sexy nude naked racist
+""".split())
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-case content words of a text (letters and digits; function words left out)."""
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@functools.cache
+def freeform_intents() -> tuple[tuple[str, str], ...]:
+    """The hand-written evaluation intents: ``(task, intent)`` pairs, in file order."""
+    rows = []
+    for line in FREEFORM_FILE.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            task, intent = line.split("\t")
+            rows.append((task.strip(), intent.strip()))
+    return tuple(rows)
+
+
+@functools.cache
+def excluded_words() -> frozenset[str]:
+    """Content words of the evaluation intents: never used in the training data."""
+    return frozenset(w for _, intent in freeform_intents() for w in content_words(intent))
+
+
+def _usable(phrase: str) -> bool:
+    words = _WORD.findall(phrase.lower())
+    return bool(words) and not any(w in excluded_words() or w in _BLOCK for w in words)
+
+
+def _clean(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if _usable(i)))
+
+
+def _lines(text: str) -> list[str]:
+    return [t.strip() for t in text.replace("\n", ";").split(";") if t.strip()]
+
+
+# --- scaffolding (small hand lists; eval words are filtered out of them too) -------------------------
+ARTIFACTS = _clean(_lines("""
+wallpaper; flyer; banner; sticker; mural; illustration; painting; sketch; photo; photograph; print;
+postcard; invite; cover; header; thumbnail; emblem; badge; mascot; placard; leaflet; pamphlet; label;
+pattern; collage; storyboard; screensaver; lockscreen; avatar; frame; diorama; figurine; quilt; zine;
+comic; manga panel; concept art; character sheet; magazine spread; billboard; storefront sign;
+t-shirt graphic; tote bag print; phone case; notebook cover; gift wrap; wall art; art print; e-book cover;
+carousel post; web page; landing page; app screen; newsletter; brochure cover; catalog page
+"""))
+STYLES = _clean(_lines("""
+oil painting; pencil drawing; pixel art; isometric; low poly; line art; flat vector; cel shaded;
+photorealistic; cinematic; anime; ukiyo-e; art nouveau; bauhaus; pop art; impressionist; surrealist;
+charcoal; pastel; gouache; linocut; woodcut; ink wash; claymation; papercraft; retro futurism;
+vaporwave; gothic; baroque; rococo; brutalist; scandinavian; boho; rustic; industrial; whimsical;
+storybook; noir; sepia; monochrome; duotone; risograph; halftone; glitch; holographic; neon noir;
+studio ghibli inspired; polaroid; film grain; tilt shift; double exposure; long exposure; macro
+"""))
+QUALITIES = _clean(_lines("""
+highly detailed; sharp focus; soft lighting; dramatic lighting; golden hour; volumetric light;
+rim light; wide angle; close-up; bird's eye view; shallow depth of field; 8k; ultra detailed;
+muted palette; vibrant colors; pastel palette; warm tones; cool tones; high contrast; soft shadows;
+symmetrical composition; rule of thirds; bokeh; dreamy haze; crisp edges; clean background
+"""))
+TIMES = _clean(_lines("""
+at noon; at midnight; at twilight; at sunrise; in winter; in autumn; in spring; in summer;
+on a foggy morning; on a snowy evening; after the storm; under a full moon; under heavy clouds;
+in the blue hour; during a heatwave; on a windy afternoon; by candlelight; under starlight
+"""))
+SEARCH_SUFFIXES = _clean(_lines("""
+ideas; guide; reviews; deals; online; near me; for sale; diy; examples; inspiration; checklist;
+comparison; on a budget; step by step; explained; for kids; for seniors; free download; printable;
+2025; 2026; pros and cons; alternatives; top rated; how it works; faq; setup; maintenance
+"""))
+TAG_EXTRAS = _clean(_lines("""
+editable; printable; high resolution; vector; template; layout; bundle; minimal; modern; elegant;
+playful; bold; clean; colorful; hand drawn; retro; trendy; seasonal; customizable; social media;
+a4; square format; portrait format; landscape format; dark mode; light mode
+"""))
+BRAND_SYLLABLES = ("ka", "lo", "zen", "mi", "ra", "vo", "tri", "nex", "lu", "sol", "qui", "bel", "dor",
+                   "fi", "mar", "po", "sky", "ver", "tal", "ori", "ze", "bo", "na", "gle", "ro", "xo")
+
+
+@dataclass(frozen=True)
+class Pools:
+    nouns: tuple[str, ...]
+    adjectives: tuple[str, ...]
+    verbs: tuple[str, ...]       # base forms
+    gerunds: tuple[str, ...]     # -ing forms, aligned with nothing (a free pool)
+
+
+def _gerund(verb: str) -> str | None:
+    """The common -ing form of a verb, chosen by wordfreq among the spelling rules' candidates."""
+    from wordfreq import zipf_frequency
+
+    cands = {verb + "ing"}
+    if verb.endswith("e") and not verb.endswith(("ee", "ye", "oe")):
+        cands.add(verb[:-1] + "ing")
+    if verb.endswith("ie"):
+        cands.add(verb[:-2] + "ying")
+    if len(verb) >= 3 and verb[-1] not in "aeiouwxy" and verb[-2] in "aeiou" and verb[-3] not in "aeiou":
+        cands.add(verb + verb[-1] + "ing")
+    best = max(cands, key=lambda c: zipf_frequency(c, "en"))
+    return best if zipf_frequency(best, "en") >= 2.0 else None
+
+
+@functools.cache
+def pools(min_zipf: float = 3.0) -> Pools:
+    """Common English nouns, adjectives and verbs (wordfreq Zipf frequency at least ``min_zipf``)."""
+    try:
+        import wonderwords
+        from wordfreq import zipf_frequency
+    except ImportError as e:
+        raise SlmkitError(f"generating the demo data needs the 'train' extra ({e.name} is missing)") from None
+    assets = Path(wonderwords.__file__).parent / "assets"
+    profane = set((assets / "profanitylist.txt").read_text().split("\n"))
+
+    def common(name: str, floor: float) -> tuple[str, ...]:
+        words = (assets / name).read_text().split("\n")
+        keep = [w for w in words if re.fullmatch(r"[a-z]+(-[a-z]+)?", w) and w not in profane
+                and zipf_frequency(w, "en") >= floor]
+        return _clean(sorted(set(keep)))
+
+    verbs = common("verblist.txt", min_zipf)
+    gerunds = _clean(sorted({g for v in verbs if (g := _gerund(v))}))
+    return Pools(common("nounlist.txt", min_zipf), common("adjectivelist.txt", min_zipf - 0.5), verbs, gerunds)
