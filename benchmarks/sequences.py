@@ -326,6 +326,9 @@ def campaign(path: str | None, sequences: int, seed: int = 0, hang_s: float = 60
                 current = msg["begin"]
             elif "seq" in msg:
                 result["sequences"] += 1
+                if result["sequences"] % 500 == 0:
+                    print(f"  {result['artifact']}: {result['sequences']} sequences, "
+                          f"{len(result['findings'])} findings", file=sys.stderr, flush=True)
                 if not msg["ok"]:
                     result["wrong" if msg["kind"] == "wrong" else "exceptions"] += 1
                     result["findings"].append({"seq": msg["seq"], "kind": msg["kind"], "detail": msg["detail"]})

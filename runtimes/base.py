@@ -57,6 +57,34 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
     return int(order[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(order) - 1)])
 
 
+class NoRepeatNgram:
+    """Bans a token that would repeat an n-gram of the tokens generated so far (the prompt is not
+    counted, so copying from it stays possible). Shared by every backend: same rule, same tokens."""
+
+    def __init__(self, n: int):
+        if not 0 <= n <= 16:
+            raise SlmkitError(f"no_repeat_ngram must be between 0 (off) and 16, got {n}")
+        self.n = n
+        self.tokens: list[int] = []
+        self.next: dict[tuple[int, ...], set[int]] = {}
+
+    def add(self, tok: int) -> None:
+        self.tokens.append(tok)
+        if self.n and len(self.tokens) >= self.n:
+            gram = tuple(self.tokens[-self.n:])
+            self.next.setdefault(gram[:-1], set()).add(gram[-1])
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        if not self.n or len(self.tokens) < self.n - 1:
+            return logits
+        banned = self.next.get(tuple(self.tokens[len(self.tokens) - self.n + 1:]))
+        if not banned:
+            return logits
+        out = logits.copy()
+        out[list(banned)] = -np.inf
+        return out
+
+
 def stop_index(text: str, stop: Sequence[str]) -> int | None:
     """Where the first of the stop strings begins in ``text`` (None when none occurs)."""
     return min((text.find(s) for s in stop if s and s in text), default=None)
@@ -184,12 +212,14 @@ class Runtime(ABC):
         return ids
 
     def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
-                      top_p: float, seed: int | None, truncate: bool = False) -> Iterator[int]:
+                      top_p: float, seed: int | None, truncate: bool = False, no_repeat_ngram: int = 0
+                      ) -> Iterator[int]:
         """Sampled token ids. The lock is held only while the backend computes, never across ``yield``:
         a stream that is paused or abandoned blocks no other call and no ``close()``. A call that runs
         while this stream is paused parks its state, and the stream restores it when it goes on."""
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
         rng = np.random.default_rng(seed)
+        ban = NoRepeatNgram(no_repeat_ngram)
         seq = _Sequence()
         with self._lock:
             self._check_open()
@@ -197,9 +227,10 @@ class Runtime(ABC):
             self._reset()
             logits = self._eval(ids, all_logits=False)[-1]
         for k in range(max_new_tokens):
-            tok = sample_token(logits, rng, temperature, top_k, top_p)
+            tok = sample_token(ban.apply(logits), rng, temperature, top_k, top_p)
             if tok == self.tokenizer.eos_id:
                 break
+            ban.add(tok)
             yield tok
             ids.append(tok)
             if k == max_new_tokens - 1:
@@ -221,13 +252,15 @@ class Runtime(ABC):
 
     def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
                top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = (),
-               truncate: bool = False) -> Iterator[str]:
+               truncate: bool = False, no_repeat_ngram: int = 0) -> Iterator[str]:
         """Generated text in pieces, as tokens complete whole UTF-8 characters. A prompt too long for the
-        context is an error unless ``truncate`` (then its oldest tokens are dropped)."""
+        context is an error unless ``truncate`` (then its oldest tokens are dropped). ``no_repeat_ngram``
+        N > 0 never repeats an N-gram of the generated tokens."""
         text, sent = "", ""
         window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
         hold = max((len(s) for s in stop if s), default=1) - 1  # text that may still become a stop string
-        for tok in self._token_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, truncate):
+        for tok in self._token_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, truncate,
+                                      no_repeat_ngram):
             window.append(tok)
             piece = self.tokenizer.decode(window)  # byte-level BPE: pieces decode independently
             if piece.endswith("\ufffd"):
@@ -261,10 +294,11 @@ class Runtime(ABC):
 
     def _generate_batch(self, prompt: str | Sequence[int], n: int, seed: int | None, *, max_new_tokens: int = 64,
                         temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                        stop: Sequence[str] = (), truncate: bool = False) -> list[str]:
+                        stop: Sequence[str] = (), truncate: bool = False, no_repeat_ngram: int = 0) -> list[str]:
         """n candidates decoded as one batch; candidate i samples with seed + i."""
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
         rngs = [np.random.default_rng(None if seed is None else seed + i) for i in range(n)]
+        bans = [NoRepeatNgram(no_repeat_ngram) for _ in range(n)]
         eos = self.tokenizer.eos_id
         outs: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
@@ -278,10 +312,12 @@ class Runtime(ABC):
             for k in range(max_new_tokens):
                 step = []
                 for i in range(n):
-                    tok = eos if done[i] else sample_token(logits[i], rngs[i], temperature, top_k, top_p)
+                    tok = eos if done[i] else sample_token(bans[i].apply(logits[i]), rngs[i], temperature, top_k,
+                                                            top_p)
                     done[i] = done[i] or tok == eos
                     if not done[i]:
                         outs[i].append(tok)
+                        bans[i].add(tok)
                     step.append(tok)
                 if all(done) or k == max_new_tokens - 1:
                     break

@@ -23,10 +23,12 @@ def test_freeform_set_is_large_hand_written_and_covers_every_task():
 
 def test_no_evaluation_word_in_any_word_pool_or_scaffold():
     """Structural half of the 'unseen words' guarantee: nothing the generator draws from holds one."""
-    pools = pytest.importorskip("slmkit.demo.words").pools()
+    from slmkit.demo.words import pools as word_pools
+
+    pools = word_pools()
     banned = excluded_words()
     assert len(banned) > 300
-    for group in (pools.nouns, pools.adjectives, pools.verbs, pools.gerunds, ARTIFACTS, STYLES, QUALITIES, TIMES,
+    for group in (pools.nouns, pools.adjectives, pools.verbs, pools.gerunds, pools.rare, ARTIFACTS, STYLES, QUALITIES, TIMES,
                   SEARCH_SUFFIXES, TAG_EXTRAS):
         hits = {w for phrase in group for w in content_words(phrase)} & banned
         assert not hits, sorted(hits)[:5]
@@ -42,11 +44,11 @@ def test_training_data_check_refuses_an_evaluation_word():
     from slmkit.demo.train import check_unseen
     from slmkit.errors import SlmkitError
 
-    ok = Example("quiet harbor", "t2i", "short", "high", "a quiet harbor, moored boats")
+    ok = Example("still harbor", "t2i", "short", "high", "a still harbor, moored boats")
     check_unseen([ok])
     word = sorted(excluded_words())[0]
     with pytest.raises(SlmkitError, match="evaluation word"):
-        check_unseen([ok, Example("quiet harbor", "t2i", "short", "high", f"a quiet harbor, {word}")])
+        check_unseen([ok, Example("still harbor", "t2i", "short", "high", f"a still harbor, {word}")])
 
 
 def test_shipped_eval_files_follow_their_controls():
@@ -76,10 +78,10 @@ def test_outputs_copy_the_intent_and_never_repeat_a_piece(task):
     import random
 
     rng = random.Random(0)
-    near, far = ["moored boats", "salt air", "gull", "rope coil", "tide pool"], ["ledger", "tax form", "spreadsheet"]
+    near, far = ["moored boats", "brine", "gull", "tide pool"], ["ledger", "tax form", "spreadsheet"]
     for length in LENGTHS:
         for _ in range(30):
-            out = make_output(rng, "quiet harbor", task, length, Plan("full", 0.9), near, far)
+            out = make_output(rng, "still harbor", task, length, Plan("full", 0.9), near, far)
             assert follows_format(task, out) and length_bucket(out) == length
             assert "harbor" in out
             pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")]
@@ -100,6 +102,6 @@ def test_labelling_uses_the_scorer():
 
             return np.array([[1.0, 0.0] if "harbor" in t else [0.0, 1.0] for t in texts], np.float32)
 
-    rows = dataset.label(Fake(), [("quiet harbor", "t2i", "short", "a quiet harbor, boats"),
-                                  ("quiet harbor", "t2i", "short", "a ledger, tax form, sums")])
+    rows = dataset.label(Fake(), [("still harbor", "t2i", "short", "a still harbor, boats"),
+                                  ("still harbor", "t2i", "short", "a ledger, tax form, sums")])
     assert [r.relevance for r in rows] == ["high", "low"] and rows[0].reward == 1.0 and rows[1].reward == 0.0

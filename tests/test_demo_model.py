@@ -1,27 +1,43 @@
-"""The shipped demo model: present, small, fp16, loadable offline, and really doing its task."""
+"""The shipped demo model: present, small, fp16, loadable offline, and serving intents people write."""
 import json
 
-from slmkit.demo.evaluate import evaluate
+import pytest
+
+from slmkit.demo.evaluate import SAMPLED, evaluate
 from slmkit.model_folder import DEMO_MODEL, open_model_folder
 from slmkit.runtimes.reference import ReferenceRuntime
 
 
-def test_demo_model_ships_as_fp16_package_data_under_30_mb():
+def test_demo_model_ships_as_fp16_package_data_under_50_mb():
     f = open_model_folder()
     assert f.name == "slmkit-demo" and f.dtypes == {"F16": len(f.tensors)}
-    assert f.weights.stat().st_size <= 30 * 10**6
+    assert f.weights.stat().st_size <= 50 * 10**6
     for name in ("tokenizer.json", "tokenizer_config.json", "MODEL_CARD.md", "train_log.json"):
         assert (DEMO_MODEL / name).is_file(), name
     log = json.loads((DEMO_MODEL / "train_log.json").read_text())
-    assert log["examples"] >= 50_000 and log["held_ppl_fp32"] < 10
+    assert log["examples"] >= 100_000 and log["intents"] >= 50_000
+    # the recipe fits the 2-hour CPU budget at the throughput measured on this machine (1,320 tok/s)
+    assert log["tokens_seen"] / 1320 <= 2 * 3600
 
 
-def test_demo_model_does_the_task_on_unseen_intents():
+@pytest.fixture(scope="module")
+def figures():
+    """Sampled generations, as the paper draws its candidates, on both evaluation splits."""
     with ReferenceRuntime(threads=2) as ref:
-        greedy = evaluate(ref, 54)
-        sampled = evaluate(ref, 54, temperature=0.8, top_p=0.95)
-    assert greedy["format_rate"]["all"] >= 0.9 and sampled["format_rate"]["all"] >= 0.9
-    assert greedy["length_rate"]["all"] >= 0.6 and sampled["length_rate"]["all"] >= 0.6
-    # the desired-reward control steers what the model writes
-    assert sampled["relevance"]["high"] > sampled["relevance"]["mid"] > sampled["relevance"]["low"] + 0.2
-    assert greedy["heldout_ppl"] < 10
+        return {split: evaluate(ref, 54, split=split, **SAMPLED) for split in ("eval", "lexicon")}
+
+
+def test_demo_model_serves_free_form_intents_it_never_saw_words_of(figures):
+    free, lexicon = figures["eval"], figures["lexicon"]
+    assert free["format_rate"]["all"] >= 0.9 and free["length_rate"]["all"] >= 0.6
+    # copies words it never saw: high relevance requested -> the intent's own words in the output
+    assert free["carries_intent_word_high"] >= 0.9
+    # as relevant as on intents made of words it was trained on (the issue's bar: within 10%)
+    assert free["relevance"]["high"] >= 0.9 * lexicon["relevance"]["high"]
+    assert free["repeated_piece_rate"] <= 0.1
+
+
+def test_the_desired_reward_control_orders_relevance(figures):
+    for split, r in figures.items():
+        rel = r["relevance"]
+        assert rel["high"] > rel["mid"] + 0.08 and rel["mid"] > rel["low"] + 0.08, (split, rel)

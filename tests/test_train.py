@@ -1,26 +1,69 @@
 """The demo training script: one seeded command that writes a loadable HF GPT-2 folder, reproducibly."""
 import json
+import random
 
+import pytest
+
+from slmkit.demo.dataset import Example, Plan, make_output, write_jsonl
 from slmkit.demo.train import main as train
+from slmkit.errors import SlmkitError
 from slmkit.files import sha256_file
 from slmkit.model_folder import open_model_folder
+from slmkit.prompts import LENGTHS, RELEVANCE, TASKS
 from slmkit.runtimes.reference import ReferenceRuntime
 
-ARGS = ["--examples", "1500", "--eval-examples", "27", "--vocab", "600", "--layers", "1", "--embd", "64",
-        "--heads", "2", "--inner", "96", "--ctx", "64", "--batch", "2", "--steps", "3", "--warmup", "1",
-        "--eval-every", "2", "--threads", "1"]
+ARGS = ["--examples", "400", "--eval-examples", "27", "--vocab", "600", "--layers", "1", "--embd", "64",
+        "--heads", "2", "--inner", "96", "--ctx", "64", "--batch", "2", "--warmup", "1", "--eval-every", "2",
+        "--threads", "1"]
 
 
-def test_training_is_seeded_and_writes_a_loadable_model(tmp_path, capsys):
-    train(["--out", str(tmp_path / "a"), *ARGS])
-    train(["--out", str(tmp_path / "b"), *ARGS])
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A small training file made without the scorer (the real one is generated with MiniLM)."""
+    rng = random.Random(0)
+    intents = ["still harbor", "a tailor sewing quilts", "Velora granola tin", "moss on granite steps"]
+    near, far = ["moored boats", "brine", "thread spool", "croissant", "lichen"], ["ledger", "tax form", "asphalt"]
+    rows = []
+    for k in range(400):
+        task, length, rel = rng.choice(list(TASKS)), rng.choice(list(LENGTHS)), rng.choice(list(RELEVANCE))
+        intent = intents[k % len(intents)]
+        rows.append(Example(intent, task, length, rel, make_output(rng, intent, task, length, Plan("full", 0.8),
+                                                                   near, far)))
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    write_jsonl(path, rows)
+    return path
+
+
+def test_training_is_seeded_and_writes_a_loadable_model(tmp_path, capsys, data):
+    train(["--out", str(tmp_path / "a"), "--data", str(data), "--steps", "3", *ARGS])
+    train(["--out", str(tmp_path / "b"), "--data", str(data), "--steps", "3", *ARGS])
     assert "held-out loss" in capsys.readouterr().out  # progress is logged
     assert sha256_file(tmp_path / "a" / "model.safetensors") == sha256_file(tmp_path / "b" / "model.safetensors")
     folder = open_model_folder(tmp_path / "a")
     assert folder.shape.n_inner == 96 and folder.dtypes == {"F16": len(folder.tensors)}
     log = json.loads((tmp_path / "a" / "train_log.json").read_text())
     assert log["steps"] == 3 and log["seed"] == 0 and log["log"][0]["held_loss"] > 0
+    assert log["data"]["eval_words_in_training_data"] == 0 and log["tokenizer"]["vocab"] <= 600
     with ReferenceRuntime(tmp_path / "a", threads=1) as ref:
         assert "<|task:t2i|>" in ref.tokenizer.added_tokens
-        assert isinstance(ref.generate("<|task:t2i|><|len:short|><|rel:high|>cozy cabin wallpaper<|out|>",
+        assert isinstance(ref.generate("<|task:t2i|><|len:short|><|rel:high|>quiet harbor<|out|>",
                                        max_new_tokens=4), str)
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, data):
+    """Checkpoint at step 2 of 4, resume: the same weights as 4 steps in one go (model, optimizer,
+    random states and the batch order are all restored). Fails if any of them is not."""
+    train(["--out", str(tmp_path / "whole"), "--data", str(data), "--steps", "4", *ARGS])
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(SystemExit):  # stop the run after its first checkpoint, as a session end would
+        train(["--out", str(tmp_path / "x"), "--data", str(data), "--steps", "4", "--checkpoint", str(ckpt),
+               "--stop-after", "2", *ARGS])
+    train(["--out", str(tmp_path / "resumed"), "--data", str(data), "--steps", "4", "--checkpoint", str(ckpt),
+           "--resume", *ARGS])
+    assert sha256_file(tmp_path / "whole" / "model.safetensors") == \
+        sha256_file(tmp_path / "resumed" / "model.safetensors")
+
+
+def test_resume_without_a_checkpoint_is_one_clear_error(tmp_path, data):
+    with pytest.raises(SlmkitError, match="--resume needs"):
+        train(["--out", str(tmp_path / "m"), "--data", str(data), "--resume", *ARGS])

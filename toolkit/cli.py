@@ -122,6 +122,9 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
+NO_REPEAT_NGRAM = 3
+
+
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="[ARTIFACT_OR_MODEL] INTENT")
 @click.option("--task", type=click.Choice(["t2i", "search", "recommend"]), default="t2i", show_default=True)
@@ -134,14 +137,16 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
               help="Sampling temperature (seeded, so repeatable); 0 = greedy, which loops on small models.")
 @click.option("--top-p", type=float, default=0.95, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-repeat-ngram", type=click.IntRange(0, 16), default=NO_REPEAT_NGRAM, show_default=True,
+              help="Never repeat an N-gram of the generated tokens (0 = off); the same rule on every backend.")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
 @click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the sha256 check against the manifest (an ONNX file then goes through onnx.checker).")
 def generate(args: tuple[str, ...], task: str, length: str, relevance: str, device: str, n: int,
-             temperature: float, top_p: float, seed: int, max_new_tokens: int, do_stream: bool,
-             as_json: bool, no_verify: bool) -> None:
+             temperature: float, top_p: float, seed: int, no_repeat_ngram: int, max_new_tokens: int,
+             do_stream: bool, as_json: bool, no_verify: bool) -> None:
     """Generate prompts for an intent with a model or artifact (the demo model when omitted)."""
     import time
     from pathlib import Path
@@ -155,7 +160,8 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
     if target is None and Path(intent).exists():
         raise SlmkitError(f"missing INTENT after {intent} (usage: slmkit generate [ARTIFACT_OR_MODEL] INTENT)")
     prompt = build_prompt(intent, task, length, relevance)
-    opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+            "no_repeat_ngram": no_repeat_ngram}
     with load(target, device=device, verify=not no_verify) as rt:
         t0 = time.perf_counter()
         if do_stream and not as_json and n == 1:

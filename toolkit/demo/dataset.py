@@ -34,7 +34,7 @@ from slmkit.demo.words import (ARTIFACTS, DATA, QUALITIES, SEARCH_SUFFIXES, STYL
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
@@ -66,7 +66,30 @@ class Example:
 def _eval_rows(split: str) -> tuple[Example, ...]:
     if split not in EVAL_FILES:
         raise SlmkitError(f"unknown split {split!r}; valid: {', '.join(EVAL_FILES)}, train")
-    return tuple(Example(**json.loads(line)) for line in EVAL_FILES[split].read_text().splitlines() if line)
+    rows = [Example(**json.loads(line)) for line in EVAL_FILES[split].read_text().splitlines() if line]
+    return tuple(balanced(rows))
+
+
+def balanced(rows: list[Example]) -> list[Example]:
+    """Rows in an order whose every block of 27 holds each task x length x relevance combination once,
+    from 27 different intents; later blocks move on to other intents and combinations."""
+    combos = [(ln, r) for r in RELEVANCE for ln in LENGTHS]
+    by_intent: dict[tuple[str, str], dict[tuple[str, str], Example]] = {}
+    for e in rows:
+        by_intent.setdefault((e.task, e.intent), {})[(e.length, e.relevance)] = e
+    per_task = {t: [k for k in by_intent if k[0] == t] for t in TASKS}
+    blocks = min(len(v) for v in per_task.values()) // len(combos)
+    out, used = [], set()
+    for shift in range(len(combos)):
+        for b in range(blocks):
+            for t in TASKS:
+                for j in range(len(combos)):
+                    key = per_task[t][b * len(combos) + j]
+                    e = by_intent[key].get(combos[(j + shift) % len(combos)])
+                    if e is not None:
+                        out.append(e)
+                        used.add(id(e))
+    return out + [e for e in rows if id(e) not in used]
 
 
 def examples(split: str, n: int, seed: int | None = None, path: Path | None = None) -> list[Example]:

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable, Sequence
 
 from slmkit.demo.words import (ARTIFACTS, BRAND_SYLLABLES, STYLES, TIMES, Pools, content_words, excluded_words,
-                               freeform_intents)
+                               freeform_intents, pseudo_word)
 
 
 def article(phrase: str) -> str:
@@ -30,6 +30,10 @@ def brand(rng: random.Random) -> str:
 
 
 Related = Callable[[str, str], Sequence[str]]  # (kind, anchor noun) -> words of that kind related to it
+
+
+RARE_SHARE = 0.45    # a noun or adjective slot takes a rare word
+PSEUDO_SHARE = 0.15  # ... or a made-up one
 
 
 def _shapes(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> list:
@@ -51,11 +55,19 @@ def _shapes(p: Pools, rng: random.Random, related: Related | None, coherence: fl
     def start() -> None:
         state.update(anchor=rng.choice(p.nouns), coherent=rng.random() < coherence, fresh=True)
 
+    def novel(kind: str) -> str:
+        r = rng.random()
+        if r < PSEUDO_SHARE:
+            return pseudo_word(rng)
+        if r < PSEUDO_SHARE + RARE_SHARE:
+            return rng.choice(p.rare)
+        return pick(kind)
+
     def n() -> str:
-        return pick("noun")
+        return novel("noun")
 
     def a() -> str:
-        return pick("adj")
+        return novel("adj")
 
     def v() -> str:
         return pick("verb")

@@ -142,20 +142,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--examples", type=int, default=120_000, help="training examples (2 per intent)")
     ap.add_argument("--eval-examples", type=int, default=540)
     ap.add_argument("--vocab", type=int, default=8192)
-    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--layers", type=int, default=5)
     ap.add_argument("--embd", type=int, default=512)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--inner", type=int, default=1536)
     ap.add_argument("--ctx", type=int, default=256, help="n_positions and the packed block length")
     ap.add_argument("--batch", type=int, default=16, help="blocks per step")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=2200)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda); the result is the same recipe")
     ap.add_argument("--checkpoint", type=Path, help="save the run here every --eval-every steps")
     ap.add_argument("--resume", action="store_true", help="go on from the checkpoint in --checkpoint")
+    ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: end the process after N steps
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.resume and not (args.checkpoint and (args.checkpoint / "state.pt").is_file()):
@@ -254,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                         "rng": rng.getstate(), "log": log, "blocks": blocks, "epoch": epoch, "seen": seen,
                         "step": step + 1}, tmp)
             os.replace(tmp, args.checkpoint / "state.pt")
+        if args.stop_after and step + 1 >= args.stop_after:
+            raise SystemExit(f"stopped after step {step + 1} (--stop-after)")
 
     final = held_loss()
     model = model.cpu().half()
@@ -264,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                         "relevance_labels": dict(sorted(Counter(e.relevance for e in rows).items())),
                         "eval_words_in_training_data": 0},
                "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
-               "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "batch_blocks": args.batch,
+               "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "lr": args.lr,
+               "warmup": args.warmup, "batch_blocks": args.batch,
                "block": args.ctx, "params": n_params, "vocab": tok.get_vocab_size(),
                "held_loss_fp32": final, "held_ppl_fp32": math.exp(final), "threads": args.threads,
                "train_seconds": round(before + time.time() - t_run), "torch": torch.__version__, "log": log,

@@ -119,6 +119,8 @@ class Pools:
     adjectives: tuple[str, ...]
     verbs: tuple[str, ...]       # base forms
     gerunds: tuple[str, ...]     # -ing forms, aligned with nothing (a free pool)
+    rare: tuple[str, ...]        # ~130k less common words and names: each occurs only a few times in the
+                                 # data, so the model must learn to copy a word, not to recall it
 
 
 def _gerund(verb: str) -> str | None:
@@ -155,4 +157,20 @@ def pools(min_zipf: float = 3.0) -> Pools:
 
     verbs = common("verblist.txt", min_zipf)
     gerunds = _clean(sorted({g for v in verbs if (g := _gerund(v))}))
-    return Pools(common("nounlist.txt", min_zipf), common("adjectivelist.txt", min_zipf - 0.5), verbs, gerunds)
+    from wordfreq import top_n_list
+
+    rare = _clean([w for w in top_n_list("en", 150_000)[3000:] if re.fullmatch(r"[a-z]{3,14}", w) and w not in profane])
+    return Pools(common("nounlist.txt", min_zipf), common("adjectivelist.txt", min_zipf - 0.5), verbs, gerunds, rare)
+
+
+def pseudo_word(rng) -> str:
+    """A pronounceable made-up word ("velkorin"): words no list has, to copy letter by letter."""
+    onsets = ("b", "br", "c", "ch", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "kl", "l", "m", "n", "p",
+              "pl", "qu", "r", "s", "sh", "sk", "st", "t", "tr", "v", "w", "z", "")
+    vowels = ("a", "e", "i", "o", "u", "ai", "ea", "io", "ou", "y")
+    codas = ("", "", "n", "r", "l", "s", "x", "m", "k", "th", "nd", "st")
+    for _ in range(20):
+        w = "".join(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas) for _ in range(rng.randint(1, 3)))
+        if 3 <= len(w) <= 12 and _usable(w):
+            return w
+    return "zorvik"
