@@ -28,7 +28,8 @@ def test_random_call_sequences_on_every_backend(demo_artifacts, kind):
     path = None if kind == "reference" else str(next(demo_artifacts.glob(f"*-{kind}")))
     r = campaign(path, SEQUENCES if path else 12, seed=11)
     assert r["findings"] == [] and r["sequences"] == (SEQUENCES if path else 12), r["findings"][:3]
-    assert r["counts"]["calls"] > 3 * r["sequences"] and r["counts"].get("resumed_streams", 0) > 0
+    assert r["counts"]["calls"] > 3 * r["sequences"]
+    assert r["counts"].get("resumed_streams", 0) > 0 or not path  # 12 reference sequences may draw none
 
 
 def test_the_issue_snippet_runs_to_the_end_on_every_artifact(demo_artifacts):
