@@ -141,8 +141,6 @@ class LlamaCppRuntime(Runtime):
             batch = _internals.LlamaBatch(n_tokens=max(self.n_ctx, n), embd=0, n_seq_max=n, verbose=False)
             self._multi = (ctx, batch, n, cells)
         ctx, batch = self._multi[0], self._multi[1]
-        if len(prompt) > max(self.n_ctx, n) or length > self._multi[3]:  # never let llama.cpp abort
-            raise SlmkitError(f"batched sequence of {length} tokens exceeds the context of {self.n_ctx}")
         ctx.kv_cache_clear()
         batch.set_batch(batch=list(prompt), n_past=0, logits_all=False)
         ctx.decode(batch)

@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from slmkit.demo.intents import article
 from slmkit.demo.words import (ARTIFACTS, DATA, QUALITIES, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, content_words,
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
@@ -121,10 +122,6 @@ def write_jsonl(path: Path, rows: list[Example]) -> None:
 
 
 # --- building outputs -----------------------------------------------------------------------------------
-def article(phrase: str) -> str:
-    return "an" if phrase[:1].lower() in "aeiou" else "a"
-
-
 @dataclass
 class Plan:
     """How one output is built: what of the intent it carries and its share of on-topic descriptors."""

@@ -36,8 +36,8 @@ RARE_SHARE = 0.45    # a noun or adjective slot takes a rare word
 PSEUDO_SHARE = 0.15  # ... or a made-up one
 
 
-def _shapes(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> list:
-    """Intent shapes; each draws one anchor noun and, with probability ``coherence``, the other words
+def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> Callable[[], str]:
+    """A function that draws one intent of a random shape: an anchor noun and, with probability ``coherence``, the other words
     among the anchor's neighbours (so most intents read like something a person wants)."""
     pool = {"noun": p.nouns, "adj": p.adjectives, "verb": p.verbs, "gerund": p.gerunds}
     state = {"anchor": "", "coherent": False, "fresh": True}
@@ -81,7 +81,7 @@ def _shapes(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         lambda: f"{a()} {n()} {art()}",
         lambda: f"{n()} {n()} {art()}",
         lambda: f"{a()} {a()} {n()}",
-        lambda: f"{(x := n())} {g()} in {article(y := n())} {y}",
+        lambda: f"{n()} {g()} in {article(y := n())} {y}",
         lambda: f"{article(x := n())} {x} {g()} in {article(y := n())} {y}",
         lambda: f"{n()} {tim()}",
         lambda: f"{a()} {n()} {tim()}",
@@ -107,7 +107,7 @@ def _shapes(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         start()
         return rng.choice(shapes)()
 
-    return [draw]
+    return draw
 
 
 @functools.cache
@@ -124,7 +124,7 @@ def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None 
     """``n`` distinct free-form intents of 2-8 words, none with an evaluation word, seeded. ``related``
     gives an anchor noun's neighbours (by sentence embedding) so that most intents hang together."""
     rng = random.Random(seed)
-    draw = _shapes(pools, rng, related, coherence)[0]
+    draw = _drawer(pools, rng, related, coherence)
     banned = excluded_words()
     lexicon = set(lexicon_heldout())
     seen: set[str] = set()
