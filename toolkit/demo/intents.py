@@ -37,8 +37,9 @@ PSEUDO_SHARE = 0.15  # ... or a made-up one
 
 
 def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> Callable[[], str]:
-    """A function that draws one intent of a random shape: an anchor noun and, with probability ``coherence``, the other words
-    among the anchor's neighbours (so most intents read like something a person wants)."""
+    """A function that draws one intent of a random shape: an anchor noun and, with probability
+    ``coherence``, the other words among the anchor's neighbours (so most intents read like something a
+    person wants)."""
     pool = {"noun": p.nouns, "adj": p.adjectives, "verb": p.verbs, "gerund": p.gerunds}
     state = {"anchor": "", "coherent": False, "fresh": True}
 
