@@ -384,6 +384,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.describe is not None:
         print(json.dumps(describe(args.seed, args.describe, paths[0]), indent=1))
         return
+    from slmkit import load
+
+    for p in paths:  # an unusable artifact is one clear error here, not a "crash" in every sequence
+        load(p, device="cpu", threads=1).close()
     rows = []
     print("| artifact | sequences | calls | crashes | hangs | history-dependent / wrong | other exceptions | "
           "near-ties | resumed streams | seconds |")
