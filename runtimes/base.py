@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 
 from slmkit.errors import SlmkitError
+from slmkit.runtimes.sampling import Sampling
 from slmkit.tokenizer import TextTokenizer
-
-SORT_CANDIDATES = 1024
-
 
 class _Sequence:
     """The identity of one stream's sequence (weakly referenced: an abandoned stream's parked state goes
@@ -28,61 +26,13 @@ class _Sequence:
     __slots__ = ("__weakref__",)
 
 
-def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0) -> int:
-    """Greedy when temperature is 0; else temperature, top-k and nucleus sampling by inverse CDF.
-
-    Exact, and cheap on a 50k vocabulary: candidates are sorted only when top-k or top-p needs an
-    order, and then only the most likely ones (the full vocabulary only if they hold too little mass).
-    """
-    if temperature <= 0.0:
-        return int(np.argmax(logits))
-    x = logits.astype(np.float64) / temperature
-    if top_k <= 0 and top_p >= 1.0:
-        p = np.exp(x - x.max())
-        cdf = np.cumsum(p)
-        return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
-    p_all = np.exp(x - x.max())
-    p_all /= p_all.sum()
-    k = top_k if top_k > 0 else min(len(x), SORT_CANDIDATES)
-    order = np.argpartition(-x, k - 1)[:k] if k < len(x) else np.arange(len(x))
-    order = order[np.argsort(-x[order], kind="stable")]
-    if top_k <= 0 and p_all[order].sum() < top_p:
-        order = np.argsort(-x, kind="stable")  # the nucleus reaches past the candidates
-    p = p_all[order]
-    if top_p < 1.0:
-        keep = int(np.searchsorted(np.cumsum(p), top_p * p.sum()) + 1)
-        p, order = p[:keep], order[:keep]
-    cdf = np.cumsum(p)
-    return int(order[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(order) - 1)])
-
-
-class NoRepeatNgram:
-    """Bans a token that would repeat an n-gram of the tokens generated so far (the prompt is not
-    counted, so copying from it stays possible). Shared by every backend: same rule, same tokens."""
-
-    def __init__(self, n: int):
-        if not 0 <= n <= 16:
-            raise SlmkitError(f"no_repeat_ngram must be between 0 (off) and 16, got {n}")
-        self.n = n
-        self.tokens: list[int] = []
-        self.next: dict[tuple[int, ...], set[int]] = {}
-
-    def add(self, tok: int) -> None:
-        self.tokens.append(tok)
-        if self.n and len(self.tokens) >= self.n:
-            gram = tuple(self.tokens[-self.n:])
-            self.next.setdefault(gram[:-1], set()).add(gram[-1])
-
-    def apply(self, logits: np.ndarray) -> np.ndarray:
-        if not self.n or len(self.tokens) < self.n - 1:
-            return logits
-        banned = self.next.get(tuple(self.tokens[len(self.tokens) - self.n + 1:]))
-        if not banned:
-            return logits
-        out = logits.copy()
-        out[list(banned)] = -np.inf
-        return out
+def sampling_settings(kwargs: dict[str, Any]) -> Sampling:
+    """The :class:`Sampling` for a call's keyword arguments; an unknown one is one clear error."""
+    unknown = set(kwargs) - set(Sampling.__dataclass_fields__)
+    if unknown:
+        raise SlmkitError(f"unknown argument(s) {', '.join(sorted(unknown))}; sampling takes "
+                          f"{', '.join(Sampling.__dataclass_fields__)}")
+    return Sampling(**kwargs)
 
 
 def stop_index(text: str, stop: Sequence[str]) -> int | None:
@@ -211,15 +161,13 @@ class Runtime(ABC):
                               f"the context of {self.n_ctx} tokens (pass truncate=True to keep its last tokens)")
         return ids
 
-    def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, temperature: float, top_k: int,
-                      top_p: float, seed: int | None, truncate: bool = False, no_repeat_ngram: int = 0
-                      ) -> Iterator[int]:
+    def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, sampling: Sampling, seed: int | None,
+                      truncate: bool = False) -> Iterator[int]:
         """Sampled token ids. The lock is held only while the backend computes, never across ``yield``:
         a stream that is paused or abandoned blocks no other call and no ``close()``. A call that runs
         while this stream is paused parks its state, and the stream restores it when it goes on."""
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
-        rng = np.random.default_rng(seed)
-        ban = NoRepeatNgram(no_repeat_ngram)
+        sampler = sampling.sampler(seed)
         seq = _Sequence()
         with self._lock:
             self._check_open()
@@ -227,10 +175,10 @@ class Runtime(ABC):
             self._reset()
             logits = self._eval(ids, all_logits=False)[-1]
         for k in range(max_new_tokens):
-            tok = sample_token(ban.apply(logits), rng, temperature, top_k, top_p)
+            tok = sampler.next(logits)
             if tok == self.tokenizer.eos_id:
                 break
-            ban.add(tok)
+            sampler.add(tok)
             yield tok
             ids.append(tok)
             if k == max_new_tokens - 1:
@@ -250,17 +198,17 @@ class Runtime(ABC):
             if self._owner is seq:
                 self._owner = None
 
-    def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
-               top_k: int = 0, top_p: float = 1.0, seed: int | None = 0, stop: Sequence[str] = (),
-               truncate: bool = False, no_repeat_ngram: int = 0) -> Iterator[str]:
+    def stream(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, seed: int | None = 0,
+               stop: Sequence[str] = (), truncate: bool = False, **sampling: Any) -> Iterator[str]:
         """Generated text in pieces, as tokens complete whole UTF-8 characters. A prompt too long for the
-        context is an error unless ``truncate`` (then its oldest tokens are dropped). ``no_repeat_ngram``
-        N > 0 never repeats an N-gram of the generated tokens."""
+        context is an error unless ``truncate`` (then its oldest tokens are dropped). ``sampling``: the
+        fields of :class:`~slmkit.runtimes.sampling.Sampling` (temperature, top_k, top_p, min_p,
+        presence_penalty, frequency_penalty, no_repeat_ngram); greedy by default."""
+        settings = sampling_settings(sampling)
         text, sent = "", ""
         window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
         hold = max((len(s) for s in stop if s), default=1) - 1  # text that may still become a stop string
-        for tok in self._token_stream(prompt, max_new_tokens, temperature, top_k, top_p, seed, truncate,
-                                      no_repeat_ngram):
+        for tok in self._token_stream(prompt, max_new_tokens, settings, seed, truncate):
             window.append(tok)
             piece = self.tokenizer.decode(window)  # byte-level BPE: pieces decode independently
             if piece.endswith("\ufffd"):
@@ -285,20 +233,19 @@ class Runtime(ABC):
         sampled with seed ``seed + i``. Other arguments as :meth:`stream`."""
         if n == 1:
             return "".join(self.stream(prompt, **kwargs))
-        if not 1 <= n <= 64:
-            raise SlmkitError(f"n must be between 1 and 64, got {n}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 64:
+            raise SlmkitError(f"n must be a whole number between 1 and 64, got {n}")
         seed = kwargs.pop("seed", 0)
         if self.batched:
             return self._generate_batch(prompt, n, seed, **kwargs)
         return ["".join(self.stream(prompt, seed=None if seed is None else seed + i, **kwargs)) for i in range(n)]
 
     def _generate_batch(self, prompt: str | Sequence[int], n: int, seed: int | None, *, max_new_tokens: int = 64,
-                        temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                        stop: Sequence[str] = (), truncate: bool = False, no_repeat_ngram: int = 0) -> list[str]:
+                        stop: Sequence[str] = (), truncate: bool = False, **sampling: Any) -> list[str]:
         """n candidates decoded as one batch; candidate i samples with seed + i."""
+        settings = sampling_settings(sampling)
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
-        rngs = [np.random.default_rng(None if seed is None else seed + i) for i in range(n)]
-        bans = [NoRepeatNgram(no_repeat_ngram) for _ in range(n)]
+        samplers = [settings.sampler(None if seed is None else seed + i) for i in range(n)]
         eos = self.tokenizer.eos_id
         outs: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
@@ -312,12 +259,11 @@ class Runtime(ABC):
             for k in range(max_new_tokens):
                 step = []
                 for i in range(n):
-                    tok = eos if done[i] else sample_token(bans[i].apply(logits[i]), rngs[i], temperature, top_k,
-                                                            top_p)
+                    tok = eos if done[i] else samplers[i].next(logits[i])
                     done[i] = done[i] or tok == eos
                     if not done[i]:
                         outs[i].append(tok)
-                        bans[i].add(tok)
+                        samplers[i].add(tok)
                     step.append(tok)
                 if all(done) or k == max_new_tokens - 1:
                     break

@@ -6,7 +6,8 @@ import pytest
 
 from slmkit.errors import SlmkitError
 from slmkit.prompts import build_prompt
-from slmkit.runtimes.base import log_softmax, sample_token
+from slmkit.runtimes.base import log_softmax
+from slmkit.runtimes.sampling import sample_token
 from slmkit.runtimes.reference import ReferenceRuntime
 
 

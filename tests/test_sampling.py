@@ -1,0 +1,133 @@
+"""The shared sampler draws from the distribution it promises (temperature, top-k, top-p, min-p).
+
+Checked against an independent computation over the full sorted vocabulary, on a vocabulary over
+SORT_CANDIDATES so the partial-sort path runs. Checked by breaking it: applying min-p before the
+temperature, keeping one token too few in the nucleus, or dropping the temperature each fail here.
+"""
+import numpy as np
+import pytest
+
+from slmkit.errors import SlmkitError
+from slmkit.runtimes.sampling import SORT_CANDIDATES, Sampling, sample_token
+
+VOCAB = 3000
+DRAWS = 20_000
+
+
+def intended(logits: np.ndarray, temperature: float, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0
+             ) -> np.ndarray:
+    """The promised distribution, computed the slow and obvious way."""
+    p = np.exp((logits - logits.max()) / temperature)
+    p /= p.sum()
+    order = np.argsort(-p, kind="stable")
+    if top_k:  # the nucleus is taken of the top-k tokens' mass, as transformers does
+        p[order[top_k:]] = 0.0
+        p /= p.sum()
+    keep = np.zeros(len(p), bool)
+    mass = 0.0
+    for i in order:
+        keep[i] = p[i] > 0
+        mass += p[i]
+        if mass >= top_p:
+            break
+    kept = p * keep
+    kept[kept < min_p * p.max()] = 0.0
+    return kept / kept.sum()
+
+
+@pytest.fixture(scope="module")
+def logits() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (rng.standard_normal(VOCAB) * 2.5).astype(np.float32)  # a long tail past SORT_CANDIDATES
+
+
+@pytest.mark.parametrize("settings", [
+    {"temperature": 0.8},
+    {"temperature": 1.3, "min_p": 0.05},                 # the unsorted path with min-p
+    {"temperature": 0.7, "top_p": 0.95, "min_p": 0.1},    # the CLI's defaults
+    {"temperature": 1.0, "top_p": 0.9},
+    {"temperature": 1.5, "top_p": 0.85},                 # sorted candidates hold 0.90 of the mass, the nucleus 0.85
+    {"temperature": 1.0, "top_k": 40},
+    {"temperature": 2.0, "top_p": 0.999},                # the nucleus reaches past the sorted candidates
+])
+def test_sampled_frequencies_match_the_intended_distribution(logits, settings):
+    assert VOCAB > SORT_CANDIDATES
+    want = intended(logits.astype(np.float64), **settings)
+    rng = np.random.default_rng(0)
+    draws = np.bincount([sample_token(logits, rng, **settings) for _ in range(DRAWS)], minlength=VOCAB)
+    freq = draws / DRAWS
+    assert not (draws > 0)[want == 0].any(), "drew a token outside the promised support"
+    # every token the distribution gives 0.2% or more shows up
+    assert (draws > 0)[want >= 0.002].all()
+    # the mass of each band of the support by rank (the head, ..., the tail the cut-offs decide) is
+    # within 4 standard errors of the promised mass
+    ranked = np.argsort(-want, kind="stable")[: int((want > 0).sum())]
+    for band in np.array_split(ranked, min(5, len(ranked))):
+        m, f = want[band].sum(), freq[band].sum()
+        assert abs(f - m) < 4 * np.sqrt(m * (1 - m) / DRAWS) + 1e-9, (len(ranked), m, f)
+
+
+def test_the_nucleus_keeps_exactly_the_tokens_that_reach_top_p():
+    logits = np.full(VOCAB, -30.0)
+    logits[:4] = np.log([0.4, 0.3, 0.15, 0.1])  # the rest: 0.05 over the vocabulary's other tokens
+    logits[4:] = np.log(0.05 / (VOCAB - 4))
+    rng = np.random.default_rng(0)
+    assert {sample_token(logits, rng, 1.0, top_p=0.8) for _ in range(400)} == {0, 1, 2}  # 0.7 < 0.8 <= 0.85
+    assert {sample_token(logits, rng, 1.0, top_p=0.7) for _ in range(400)} == {0, 1}
+    assert {sample_token(logits, rng, 1.0, top_k=3, top_p=0.75) for _ in range(400)} == {0, 1}  # of top-3 mass
+
+
+def test_min_p_cuts_relative_to_the_most_likely_token():
+    logits = np.log(np.array([0.5, 0.3, 0.1, 0.06, 0.04]))
+    rng = np.random.default_rng(0)
+    drawn = {sample_token(logits, rng, 1.0, min_p=0.15) for _ in range(500)}
+    assert drawn == {0, 1, 2}  # 0.06 < 0.15 * 0.5 and 0.04 too; 0.1 >= 0.075
+    assert {sample_token(logits, rng, 1.0, min_p=0.7) for _ in range(100)} == {0}
+
+
+@pytest.mark.parametrize("args, message", [
+    ((1e-310, 0, 1.0, 0.0), "temperature"),
+    ((-0.5, 0, 1.0, 0.0), "temperature"),
+    ((float("nan"), 0, 1.0, 0.0), "temperature"),
+    ((0.7, -1, 1.0, 0.0), "top_k"),
+    ((0.7, 0, 0.0, 0.0), "top_p"),
+    ((0.7, 0, 1.5, 0.0), "top_p"),
+    ((0.7, 0, 1.0, 1.0), "min_p"),
+    ((0.7, 0, 1.0, -0.1), "min_p"),
+    ((0.7, 0, 1.0, 0.0, 2.5), "presence_penalty"),
+    ((0.7, 0, 1.0, 0.0, 0.0, -3.0), "frequency_penalty"),
+    ((0.7, 0, 1.0, 0.0, 0.0, 0.0, 17), "no_repeat_ngram"),
+    ((0.7, 2.5, 1.0, 0.0), "top_k"),
+])
+def test_out_of_range_sampling_arguments_are_one_clear_error(args, message):
+    with pytest.raises(SlmkitError, match=message):
+        Sampling(*args)
+
+
+def test_valid_sampling_arguments_pass():
+    for args in ((0.0, 0, 1.0, 0.0), (0.01, 5, 0.5, 0.2, -2.0, 2.0, 16), (100.0, 0, 1.0, 0.0)):
+        Sampling(*args)
+
+
+def test_penalties_follow_openais_definition_over_generated_tokens_only():
+    s = Sampling(temperature=1.0, presence_penalty=0.5, frequency_penalty=0.25).sampler(0)
+    logits = np.zeros(8, np.float32)
+    for tok in (3, 3, 5):
+        s.add(tok)
+    got = s.adjusted(logits)
+    want = np.zeros(8)
+    want[3] -= 0.5 + 2 * 0.25
+    want[5] -= 0.5 + 1 * 0.25
+    assert np.allclose(got, want) and not logits.any()  # the caller's logits are left alone
+    assert Sampling(temperature=1.0).sampler(0).adjusted(logits) is logits  # no rule: no copy
+
+
+def test_no_repeat_ngram_bans_exactly_the_token_that_would_repeat_an_ngram():
+    s = Sampling(no_repeat_ngram=3).sampler(0)
+    for tok in (1, 2, 3, 1, 2):
+        s.add(tok)
+    logits = np.zeros(6, np.float32)
+    logits[3] = 5.0
+    out = s.adjusted(logits)
+    assert out[3] == -np.inf and np.isfinite(np.delete(out, 3)).all()
+    assert s.next(logits) != 3  # greedy falls to the next best token
