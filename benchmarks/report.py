@@ -1,25 +1,6 @@
-"""The bench report: ``report.json`` (schema ``slmkit.bench/1``), ``report.md``, ``report.csv``.
+"""The bench report's files: ``report.json``, ``report.md``, ``report.csv``.
 
-``report.json`` holds: ``schema``, ``slmkit_version``, ``created``, ``command``, ``seconds``; ``model``
-(name, path, sha256 of the reference); ``artifacts_dir``; ``profile`` (name, threads, max_context,
-batch, memory_budget_mb); ``settings`` (mode, texts and their source, scored_tokens, prompts, sampling,
-prompt_lengths, decode_tokens, reps, scorer); ``machine`` (cpu, cores, memory, os, library versions, kernels
-(llama.cpp's CPU features, onnxruntime's providers),
-measured memory_bandwidth_gbs and its method); and ``results``, one row per runtime, the fp16 reference
-first (``is_reference``), each with ``name`` (artifact file name, or ``reference``), ``label``,
-``format``, ``quant``, ``file``, ``bytes``, ``bits_per_weight``, ``sha256``, ``error`` (null or the
-reason it could not run), and:
-
-- ``memory``: load_s, rss_after_load_mb, peak_rss_mb, budget_mb, within_budget;
-- ``latency``: ttft_ms, prefill_tok_s {prompt length: tok/s}, decode_ms_p50, decode_ms_p95,
-  decode_tok_s, single_tok_s / candidates_tok_s / candidates_speedup (n sampled candidates in one call),
-  speedup_vs_reference;
-- ``quality``: tokens, ppl, ppl_change_pct, mean_kl, median_kl, p99_kl, max_kl, same_top1, rms_delta_p,
-  greedy_agreement (fractions are 0-1);
-- ``task``: relevance, pairwise_distance, distinct_1, distinct_2 and their ``*_change_pct``;
-- ``bandwidth``: decode_gbs (weight bytes x decode tok/s), fraction_of_measured; ``kernel``: backend settings.
-
-A new schema version is only needed when a field changes meaning or goes away; fields may be added.
+The report's fields are defined once, as typed structures, in ``slmkit.benchmarks.schema``.
 """
 from __future__ import annotations
 
@@ -28,6 +9,7 @@ import io
 import json
 from pathlib import Path
 
+from slmkit.benchmarks.schema import Report, Result
 from slmkit.files import write_text_atomic
 
 
@@ -69,7 +51,7 @@ QUALITY_COLUMNS = [
 ]
 
 
-def _table(rows: list[dict], columns: list) -> str:
+def _table(rows: list[Result], columns: list) -> str:
     lines = ["| " + " | ".join(c for c, _ in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         if r.get("error"):
@@ -79,7 +61,7 @@ def _table(rows: list[dict], columns: list) -> str:
     return "\n".join(lines)
 
 
-def markdown(report: dict) -> str:
+def markdown(report: Report) -> str:
     m, p, s = report["machine"], report["profile"], report["settings"]
     budget = f", memory budget {p['memory_budget_mb']:.0f} MiB" if p["memory_budget_mb"] else ""
     head = [f"# slmkit bench: {report['model']['name']}, profile {p['name']}",
@@ -91,7 +73,8 @@ def markdown(report: dict) -> str:
             f"Quality: {s['scored_tokens']} tokens of {s['texts_source']} scored by every runtime (same ids); "
             f"greedy agreement over {s['greedy_prompts']} prompts x {s['greedy_tokens']} tokens; relevance and "
             f"diversity over {s['sampled_intents']} intents x {s['candidates']} candidates (T={s['temperature']}, "
-            f"top-p {s['top_p']}), scorer {s['scorer']}. Changes are against the fp16 reference (transformers).",
+            f"top-p {s['top_p']}, min-p {s.get('min_p', 0)}, presence penalty {s.get('presence_penalty', 0)}, no-repeat n-gram "
+            f"{s.get('no_repeat_ngram', 0)}), scorer {s['scorer']}. Changes are against the fp16 reference (transformers).",
             "", "## Memory and latency", "", _table(report["results"], SPEED_COLUMNS),
             "", "## Quality drift against the fp16 reference", "", _table(report["results"], QUALITY_COLUMNS), ""]
     return "\n".join(head)
@@ -108,7 +91,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def to_csv(report: dict) -> str:
+def to_csv(report: Report) -> str:
     rows = [_flatten(r) for r in report["results"]]
     fields = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
@@ -118,7 +101,7 @@ def to_csv(report: dict) -> str:
     return buf.getvalue()
 
 
-def write_report(report: dict, out: Path) -> list[Path]:
+def write_report(report: Report, out: Path) -> list[Path]:
     """report.json / .md / .csv written atomically into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     files = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": markdown(report),

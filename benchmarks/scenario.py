@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.benchmarks.quality import nll, summarize_drift, token_drift
+from slmkit.metrics import nll, summarize_drift, token_drift
 from slmkit.memory import current_rss_mb, peak_rss_mb
+from slmkit.prompts import DECODING
 
 
 @dataclass
@@ -30,8 +31,11 @@ class Scenario:
     sample_prompts: list[str] = field(default_factory=list)
     candidates: int = 4
     sample_tokens: int = 48
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float = float(DECODING["temperature"])  # the CLI's default sampling
+    top_p: float = float(DECODING["top_p"])
+    min_p: float = float(DECODING["min_p"])
+    presence_penalty: float = float(DECODING["presence_penalty"])
+    no_repeat_ngram: int = int(DECODING["no_repeat_ngram"])
     seed: int = 0
     prompt_lengths: tuple[int, ...] = (32, 128)
     decode_tokens: int = 64
@@ -123,7 +127,8 @@ def generate_outputs(rt, sc: Scenario) -> dict:
     sampled = []
     for k, p in enumerate(sc.sample_prompts):
         out = rt.generate(p, n=sc.candidates, max_new_tokens=sc.sample_tokens, temperature=sc.temperature,
-                          top_p=sc.top_p, seed=sc.seed + 100 * k)
+                          top_p=sc.top_p, min_p=sc.min_p, presence_penalty=sc.presence_penalty,
+                          no_repeat_ngram=sc.no_repeat_ngram, seed=sc.seed + 100 * k)
         sampled.append([out] if isinstance(out, str) else out)
     return {"greedy": greedy, "sampled": sampled}
 
@@ -147,7 +152,7 @@ def score_texts(rt, text_ids: list[list[int]], reference: Path | None, write: Pa
         if out is not None:
             out[rows] = logits
         if ref is not None:
-            drift.append(token_drift(np.asarray(ref[rows]), logits))
+            drift.append(token_drift(np.asarray(ref[rows]), logits, ids))
         offset += len(ids)
     if out is not None:
         out.flush()

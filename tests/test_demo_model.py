@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from slmkit.demo.evaluate import SAMPLED, evaluate
+from slmkit.demo.evaluate import evaluate
+from slmkit.prompts import DECODING
 from slmkit.model_folder import DEMO_MODEL, open_model_folder
 from slmkit.runtimes.reference import ReferenceRuntime
 
@@ -22,19 +23,19 @@ def test_demo_model_ships_as_fp16_package_data_under_50_mb():
 
 @pytest.fixture(scope="module")
 def figures():
-    """Sampled generations, as the paper draws its candidates, on both evaluation splits."""
+    """Sampled generations with the CLI's default sampling, two candidates per example, on both splits."""
     with ReferenceRuntime(threads=2) as ref:
-        return {split: evaluate(ref, 54, split=split, **SAMPLED) for split in ("eval", "lexicon")}
+        return {split: evaluate(ref, 54, split=split, decoding=DECODING, candidates=2) for split in ("eval", "lexicon")}
 
 
 def test_demo_model_serves_free_form_intents_it_never_saw_words_of(figures):
     free, lexicon = figures["eval"], figures["lexicon"]
     assert free["format_rate"]["all"] >= 0.9 and free["length_rate"]["all"] >= 0.6
     # copies words it never saw: high relevance requested -> the intent's own words in the output
-    assert free["carries_intent_word_high"] >= 0.9
+    assert free["carries_intent_word_high"] >= 0.95
     # as relevant as on intents made of words it was trained on (the issue's bar: within 10%)
     assert free["relevance"]["high"] >= 0.9 * lexicon["relevance"]["high"]
-    assert free["repeated_piece_rate"] <= 0.1
+    assert free["repeated_piece_rate"] <= 0.05
 
 
 def test_the_desired_reward_control_orders_relevance(figures):

@@ -25,7 +25,7 @@ from slmkit.demo.dataset import examples
 from slmkit.demo.intents import PSEUDO_SHARE, RARE_SHARE
 from slmkit.demo.words import content_words
 from slmkit.errors import run_script
-from slmkit.prompts import LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket
+from slmkit.prompts import DECODING, LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket
 from slmkit.runtimes.base import Runtime
 
 MAX_NEW_TOKENS = 72
@@ -57,19 +57,21 @@ def relevance_scores(scorer, intents: list[str], outputs: list[str]) -> list[flo
     return [float(x @ y) if o.strip() else 0.0 for x, y, o in zip(a, b, outputs)]
 
 
-def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0, split: str = "eval", scorer=None, no_repeat_ngram: int = 0) -> dict:
-    """Figures for one runtime on ``n`` examples of a split (rounded down to a multiple of 27); greedy by
-    default. ``scorer``: the MiniLM scorer (loaded here when None)."""
+def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, decoding: dict | None = None,
+             candidates: int = 1, seed: int = 0, split: str = "eval", scorer=None) -> dict:
+    """Figures for one runtime on ``n`` examples of a split (rounded down to a multiple of 27).
+    ``decoding``: generate() sampling arguments (greedy when None); ``candidates`` outputs per example
+    (seeds ``seed + k * candidates + i``), all counted. ``scorer``: the MiniLM scorer (loaded when None)."""
     if scorer is None:
         from slmkit.benchmarks.task_quality import MiniLmScorer
 
         scorer = MiniLmScorer()
+    decoding = dict(decoding or {"temperature": 0.0})
     n = max(27, n - n % 27)
     exs = examples(split, n)
     sep_id = runtime.tokenizer.token_to_id(SEP)
     nll_all, nll_out, tok_all, tok_out = 0.0, 0.0, 0, 0
-    outputs = []
+    pairs: list[tuple] = []  # (example, output)
     t0 = time.time()
     for k, e in enumerate(exs):
         ids = runtime.tokenize(e.text)
@@ -79,23 +81,26 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, temperature: fl
         tok_all += len(lp)
         nll_out -= float(lp[start:].sum())
         tok_out += len(lp) - start
-        outputs.append(runtime.generate(e.prompt, max_new_tokens=MAX_NEW_TOKENS, temperature=temperature,
-                                        top_p=top_p, seed=seed + k, no_repeat_ngram=no_repeat_ngram))
+        outs = runtime.generate(e.prompt, n=candidates, max_new_tokens=MAX_NEW_TOKENS, seed=seed + k * candidates,
+                                **decoding)
+        pairs += [(e, o) for o in ([outs] if isinstance(outs, str) else outs)]
         if log_every and (k + 1) % log_every == 0:
             print(f"  {k + 1}/{n} examples, {time.time() - t0:.0f}s", flush=True)
-    intents = [e.intent for e in exs]
-    rel_out = relevance_scores(scorer, intents, outputs)
-    rel_gen = relevance_scores(scorer, intents, [e.output for e in exs])
+    outputs = [o for _, o in pairs]
+    rel_out = relevance_scores(scorer, [e.intent for e, _ in pairs], outputs)
+    rel_gen = relevance_scores(scorer, [e.intent for e in exs], [e.output for e in exs])
     fmt, hit, rel, ceil = defaultdict(list), defaultdict(list), defaultdict(list), defaultdict(list)
-    for e, out, r, g in zip(exs, outputs, rel_out, rel_gen):
+    for (e, out), r in zip(pairs, rel_out):
         fmt[e.task].append(follows_format(e.task, out))
         hit[e.length].append(length_bucket(out) == e.length)
         rel[e.relevance].append(r)
+    for e, g in zip(exs, rel_gen):
         ceil[e.relevance].append(g)
-    high = [(e, o) for e, o in zip(exs, outputs) if e.relevance == "high"]
+    high = [(e, o) for e, o in pairs if e.relevance == "high"]
     return {
         "split": split,
         "examples": n,
+        "candidates": len(pairs),
         "heldout_ppl": math.exp(nll_all / tok_all),
         "heldout_output_ppl": math.exp(nll_out / tok_out),
         "heldout_loss": nll_all / tok_all,
@@ -103,14 +108,13 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, temperature: fl
         "length_rate": {b: _mean(hit[b]) for b in LENGTHS} | {"all": _mean(sum(hit.values(), []))},
         "relevance": {b: _mean(rel[b]) for b in RELEVANCE},
         "relevance_generator": {b: _mean(ceil[b]) for b in RELEVANCE},
-        "carries_intent_word": _mean([carries_intent_word(e.intent, o) for e, o in zip(exs, outputs)]),
+        "carries_intent_word": _mean([carries_intent_word(e.intent, o) for e, o in pairs]),
         "carries_intent_word_high": _mean([carries_intent_word(e.intent, o) for e, o in high]),
-        "distinct_outputs": len(set(outputs)) / n,
+        "distinct_outputs": len(set(outputs)) / len(outputs),
         "repeated_piece_rate": _mean([repeats_a_piece(o) for o in outputs]),
-        "decoding": {"temperature": temperature, "top_p": top_p, "seed": seed,
-                     "no_repeat_ngram": no_repeat_ngram},
+        "decoding": decoding | {"seed": seed, "candidates": candidates},
         "seconds": round(time.time() - t0, 1),
-        "samples": [{"prompt": e.prompt, "output": o} for e, o in list(zip(exs, outputs))[:36:4]],
+        "samples": [{"prompt": e.prompt, "output": o} for e, o in pairs[:36 * candidates:4 * candidates]],
     }
 
 
@@ -124,7 +128,7 @@ def markdown(cols: dict[str, dict]) -> str:
         return f"| {label} | " + " | ".join(fmt(get(c)) for c in runs) + " |"
 
     rows = [head, "|---|" + "---|" * len(cols),
-            row("examples", str, lambda c: c["examples"]),
+            row("examples / outputs scored", str, lambda c: f"{c['examples']} / {c.get('candidates', c['examples'])}"),
             row("perplexity, whole text", lambda x: f"{x:.2f}", lambda c: c["heldout_ppl"]),
             row("perplexity, output given prompt", lambda x: f"{x:.2f}", lambda c: c["heldout_output_ppl"])]
     rows += [row(f"relevance (MiniLM cosine), requested {b}", lambda x: f"{x:.3f}",
@@ -140,11 +144,16 @@ def markdown(cols: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-SAMPLED = {"temperature": 0.8, "top_p": 0.95}
+SAMPLED = {k: v for k, v in DECODING.items() if k != "no_repeat_ngram"}  # the CLI's default sampling
+GREEDY = {"temperature": 0.0, "presence_penalty": DECODING["presence_penalty"]}  # `--temperature 0`
+CANDIDATES = 4  # sampled outputs per example, as the paper draws several candidates per intent
+BARS = {"relevance_ratio": 0.9, "carries_word": 0.95, "repeats": 0.05, "margin": 0.08}
 
 
-def run_all(runtime: Runtime, n: int, no_repeat_ngram: int = 0, log_every: int = 0) -> dict[str, dict]:
-    """Free-form and lexicon-style splits, greedy and sampled."""
+def run_all(runtime: Runtime, n: int, no_repeat_ngram: int = DECODING["no_repeat_ngram"], log_every: int = 0,
+            candidates: int = CANDIDATES) -> dict[str, dict]:
+    """Free-form and lexicon-style splits, greedy (one output; the CLI's defaults at temperature 0) and
+    sampled (``candidates`` outputs per example) with the CLI's default sampling."""
     from slmkit.benchmarks.task_quality import MiniLmScorer
 
     scorer = MiniLmScorer()
@@ -152,10 +161,27 @@ def run_all(runtime: Runtime, n: int, no_repeat_ngram: int = 0, log_every: int =
     for split in ("eval", "lexicon"):
         name = "free-form" if split == "eval" else "lexicon-style"
         out[f"{name}, greedy"] = evaluate(runtime, n, log_every, split=split, scorer=scorer,
-                                          no_repeat_ngram=no_repeat_ngram)
-        out[f"{name}, sampled"] = evaluate(runtime, n, log_every, split=split, scorer=scorer,
-                                           no_repeat_ngram=no_repeat_ngram, **SAMPLED)
+                                          decoding=GREEDY | {"no_repeat_ngram": no_repeat_ngram})
+        out[f"{name}, sampled"] = evaluate(runtime, n, log_every, split=split, scorer=scorer, candidates=candidates,
+                                           decoding=SAMPLED | {"no_repeat_ngram": no_repeat_ngram})
     return out
+
+
+def bars(cols: dict[str, dict]) -> list[tuple[str, bool]]:
+    """The issue's bars on the sampled free-form figures, each as (what was measured, met)."""
+    free, lex = cols["free-form, sampled"], cols["lexicon-style, sampled"]
+    ratio = free["relevance"]["high"] / lex["relevance"]["high"]
+    rel, m = free["relevance"], BARS["margin"]
+    return [
+        (f"relevance (high) {rel['high']:.3f} free-form vs {lex['relevance']['high']:.3f} lexicon-style: "
+         f"{100 * ratio:.0f}% (bar: >= {100 * BARS['relevance_ratio']:.0f}%)", ratio >= BARS["relevance_ratio"]),
+        (f"carries a word of its intent (high): {100 * free['carries_intent_word_high']:.1f}% "
+         f"(bar: >= {100 * BARS['carries_word']:.0f}%)", free["carries_intent_word_high"] >= BARS["carries_word"]),
+        (f"repeats a piece: {100 * free['repeated_piece_rate']:.1f}% (bar: <= {100 * BARS['repeats']:.0f}%)",
+         free["repeated_piece_rate"] <= BARS["repeats"]),
+        (f"relevance high {rel['high']:.3f} > mid {rel['mid']:.3f} > low {rel['low']:.3f} "
+         f"(bar: margins >= {m})", rel["high"] - rel["mid"] >= m and rel["mid"] - rel["low"] >= m),
+    ]
 
 
 def write_card(model_dir: Path, cols: dict[str, dict], extra: str = "") -> Path:
@@ -167,6 +193,7 @@ def write_card(model_dir: Path, cols: dict[str, dict], extra: str = "") -> Path:
     labels = log["data"]["relevance_labels"]
     emb = cfg["vocab_size"] * cfg["n_embd"]
     decoding = next(iter(cols.values()))["decoding"]
+    sampled = cols["free-form, sampled"]["decoding"]
     card = f"""# slmkit demo model
 
 A small GPT-2 trained by slmkit for the task of arXiv 2502.09854: turn a user's intent, in their own
@@ -213,11 +240,16 @@ intents' own words are unseen, so the prompt part is hard to predict; the output
 
 ## Evaluation (fp16 reference)
 `python -m slmkit.demo.evaluate --card`: the shipped evaluation files, every length x relevance
-combination in equal numbers; sampled = temperature {SAMPLED['temperature']}, top-p {SAMPLED['top_p']}, seeded;
-no_repeat_ngram {decoding.get('no_repeat_ngram', 0)}. Free-form: hand-written intents whose words the model never
-saw; lexicon-style: the previous demo's held-out "modifier subject artifact" intents.
+combination in equal numbers. Greedy: one output per example; sampled: {sampled['candidates']} seeded
+outputs per example with the CLI's default sampling (temperature {sampled['temperature']}, top-p {sampled['top_p']},
+min-p {sampled.get('min_p', 0)}, presence penalty {sampled.get('presence_penalty', 0)}); no_repeat_ngram
+{decoding.get('no_repeat_ngram', 0)} in both. Free-form: hand-written intents whose
+words the model never saw; lexicon-style: the previous demo's held-out "modifier subject artifact" intents.
 
 {markdown(cols)}
+
+The bars of issue 12 (free-form, sampled, high relevance requested):
+{chr(10).join(f"- {'met' if ok else 'NOT met'}: {what}" for what, ok in bars(cols))}
 {extra}"""
     path = model_dir / "MODEL_CARD.md"
     path.write_text(card)
@@ -231,21 +263,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("model", nargs="?", help="GPT-2 folder (default: the demo model)")
     ap.add_argument("--n", type=int, default=540, help="examples per split (multiple of 9)")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--no-repeat-ngram", type=int, default=0)
+    ap.add_argument("--no-repeat-ngram", type=int, default=DECODING["no_repeat_ngram"])
+    ap.add_argument("--candidates", type=int, default=CANDIDATES, help="sampled outputs per example")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     ap.add_argument("--card", action="store_true", help="(re)write the model folder's MODEL_CARD.md")
+    ap.add_argument("--notes", type=Path, help="Markdown appended to the model card (what it still gets wrong)")
     args = ap.parse_args(argv)
     with ReferenceRuntime(args.model, threads=args.threads) as rt:
         print(f"evaluating {rt.info['model']} (fp16 reference), {args.n} examples per split", flush=True)
-        cols = run_all(rt, args.n, args.no_repeat_ngram, log_every=max(9, args.n // 5))
+        cols = run_all(rt, args.n, args.no_repeat_ngram, log_every=max(9, args.n // 5), candidates=args.candidates)
     print(markdown(cols))
+    for what, ok in bars(cols):
+        print(f"{'met' if ok else 'NOT met'}: {what}")
     for s in cols["free-form, sampled"]["samples"]:
         print(f"  {s['prompt']}\n    -> {s['output']}")
     if args.json:
         args.json.write_text(json.dumps(cols, indent=2) + "\n")
     if args.card:
-        print(f"wrote {write_card(Path(rt.info['file']).parent, cols)}")
-
+        notes = "\n" + args.notes.read_text() if args.notes else ""
+        print(f"wrote {write_card(Path(rt.info['file']).parent, cols, notes)}")
 
 if __name__ == "__main__":
     run_script(main)
