@@ -15,17 +15,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit import __version__
 from slmkit.benchmarks.launcher import launch
 from slmkit.benchmarks.machine import machine_facts
 from slmkit.benchmarks.scenario import Scenario
+from slmkit.benchmarks.schema import SCHEMA, Report, Result
 from slmkit.benchmarks.task_quality import get_scorer, task_metrics
 from slmkit.errors import SlmkitError
 from slmkit.manifest import MANIFEST, read_manifest, verify_sha256
 from slmkit.model_folder import ModelFolder, open_model_folder
 from slmkit.profiles import get_profile
+from slmkit.version import __version__
+from slmkit.workload import Workload
 
-SCHEMA = "slmkit.bench/1"
 REFERENCE = "reference"
 FORMATS = ("gguf", "onnx")
 
@@ -42,7 +43,7 @@ class BenchOptions:
     formats: tuple[str, ...] = FORMATS
     quants: tuple[str, ...] | None = None  # None: default types when quantizing, all present otherwise
     quick: bool = False
-    texts_file: Path | None = None
+    workload: Workload | None = None  # what quality is measured on (the caller's; see slmkit.workload)
     scorer: str = "minilm"
     threads: int | None = None
     reps: int | None = None  # timing repetitions; default by mode
@@ -91,11 +92,11 @@ def ensure_artifacts(source: ModelFolder, folder: Path, opts: BenchOptions, log:
         if fmt == "gguf":
             from slmkit.converters.gguf_pipeline import convert_gguf
 
-            convert_gguf(source, missing, folder, opts.threads or 0, log=lambda _m: None)
+            convert_gguf(source, missing, folder, opts.threads or 0, log=lambda _m: None, texts=check_texts(opts))
         else:
             from slmkit.converters.onnx_pipeline import convert_onnx
 
-            convert_onnx(source, missing, folder, opts.threads or 0, log=lambda _m: None)
+            convert_onnx(source, missing, folder, opts.threads or 0, log=lambda _m: None, texts=check_texts(opts))
 
 
 def select_artifacts(folder: Path, opts: BenchOptions) -> list[tuple[str, dict]]:
@@ -135,50 +136,48 @@ def resolve(target: str | None, artifacts_dir: Path | None, opts: BenchOptions,
     return model, folder
 
 
-def load_texts(opts: BenchOptions, n: int) -> tuple[list[str], str]:
-    if opts.texts_file is None:
-        from slmkit.converters.checks import evaluation_texts
+def workload_of(opts: BenchOptions) -> Workload:
+    if opts.workload is None:
+        raise SlmkitError("no workload: pass the texts and prompts to measure quality on (BenchOptions.workload)")
+    return opts.workload
 
-        return evaluation_texts(n), f"demo held-out examples ({n})"
-    try:
-        lines = [ln.strip() for ln in Path(opts.texts_file).read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise SlmkitError(f"{opts.texts_file}: cannot read texts ({e})") from None
-    lines = [ln for ln in lines if ln]
-    if not lines:
-        raise SlmkitError(f"{opts.texts_file}: no texts (one per line expected)")
-    return lines[:n], f"{opts.texts_file} ({min(n, len(lines))} lines)"
+
+def check_texts(opts: BenchOptions, n: int = 27) -> list[str]:
+    """The texts the converters' checks use when bench quantizes: the workload's first ``n``."""
+    return list(workload_of(opts).texts[:n])
 
 
 def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tuple[Scenario, dict, list[str]]:
-    from slmkit.demo.dataset import examples
     from slmkit.tokenizer import TextTokenizer
 
     size = MODES["quick" if opts.quick else "full"]
+    work = workload_of(opts)
     profile = get_profile(opts.device)
     n_ctx = min(model.shape.n_positions, profile.max_context or model.shape.n_positions)
-    texts, texts_source = load_texts(opts, size["texts"])
+    texts = work.texts[:size["texts"]]
     tok = TextTokenizer.from_folder(model.path)
     text_ids = [ids[:n_ctx] for ids in (tok.encode(t) for t in texts) if len(ids) >= 2]
     if not text_ids:
         raise SlmkitError("no text is at least two tokens long")
-    greedy = [e.prompt for e in examples("eval", size["greedy"])]
-    sample = examples("eval", size["intents"], seed=77)
+    greedy = list(work.greedy_prompts[:size["greedy"]])
+    sample = list(work.sampled[:size["intents"]])
     # the parent verifies checksums before launching (fail fast); workers' load time is the runtime's own
     sc = Scenario(device=opts.device, threads=threads, verify=False, text_ids=text_ids, greedy_prompts=greedy,
-                  sample_prompts=[e.prompt for e in sample], reps=opts.reps or size["reps"], decode_tokens=size["decode_tokens"])
-    settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": texts_source,
+                  sample_prompts=[p for p, _ in sample], reps=opts.reps or size["reps"],
+                  decode_tokens=size["decode_tokens"])
+    settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": work.source,
                 "scored_tokens": sum(len(i) - 1 for i in text_ids), "greedy_prompts": len(greedy),
                 "greedy_tokens": sc.greedy_tokens, "sampled_intents": len(sample), "candidates": sc.candidates,
-                "sample_tokens": sc.sample_tokens, "temperature": sc.temperature, "top_p": sc.top_p, "seed": sc.seed,
+                "sample_tokens": sc.sample_tokens, "temperature": sc.temperature, "top_p": sc.top_p,
+                "min_p": sc.min_p, "presence_penalty": sc.presence_penalty, "no_repeat_ngram": sc.no_repeat_ngram, "seed": sc.seed,
                 "prompt_lengths": list(sc.prompt_lengths), "decode_tokens": sc.decode_tokens, "reps": sc.reps,
                 "verify_sha256": opts.verify}
-    return sc, settings, [e.intent for e in sample]
+    return sc, settings, [intent for _, intent in sample]
 
 
-def _entry(name: str, meta: dict, raw: dict) -> dict:
+def _entry(name: str, meta: dict, raw: dict) -> Result:
     """One result row of the report from a worker's raw result."""
-    row = {"name": name, **meta, "error": raw.get("error")}
+    row: Result = {"name": name, **meta, "error": raw.get("error")}  # type: ignore[typeddict-item]
     if row["error"]:
         return row
     info = raw["info"]
@@ -190,26 +189,26 @@ def _entry(name: str, meta: dict, raw: dict) -> dict:
     return row
 
 
-def relative_changes(rows: list[dict], ref: dict) -> None:
-    """Add each artifact's change against the reference: perplexity, greedy agreement, task metrics."""
+def relative_changes(rows: list[Result], ref: Result, greedy: dict[str, list[str]]) -> None:
+    """Add each artifact's change against the reference: perplexity, greedy agreement (``greedy``: each
+    row's greedy continuations by name), task metrics, speed."""
     for row in rows:
         if row.get("error") or row is ref:
             continue
         q, rq = row["quality"], ref["quality"]
         q["ppl_change_pct"] = 100 * (q["ppl"] / rq["ppl"] - 1)
-        greedy, ref_greedy = row.pop("_greedy"), ref["_greedy"]
-        q["greedy_agreement"] = sum(a == b for a, b in zip(greedy, ref_greedy)) / max(1, len(ref_greedy))
+        ours, theirs = greedy[row["name"]], greedy[ref["name"]]
+        q["greedy_agreement"] = sum(a == b for a, b in zip(ours, theirs)) / max(1, len(theirs))
         t, rt = row["task"], ref["task"]
         for key in ("relevance", "pairwise_distance", "distinct_1", "distinct_2"):
             if key in t and rt.get(key):
-                t[f"{key}_change_pct"] = 100 * (t[key] / rt[key] - 1)
+                t[f"{key}_change_pct"] = 100 * (t[key] / rt[key] - 1)  # type: ignore[literal-required]
         row["latency"]["speedup_vs_reference"] = row["latency"]["decode_tok_s"] / ref["latency"]["decode_tok_s"]
-    ref.pop("_greedy", None)
 
 
 def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None = None,
-              progress: Progress = lambda it, label: iter(it), log: Callable[[str], None] = print) -> dict:
-    """Benchmark and return the report (schema ``slmkit.bench/1``, see ``slmkit.benchmarks.report``)."""
+              progress: Progress = lambda it, label: iter(it), log: Callable[[str], None] = print) -> Report:
+    """Benchmark and return the report (see ``slmkit.benchmarks.schema``)."""
     started = time.time()
     profile = get_profile(opts.device)
     threads = opts.threads or profile.thread_count()
@@ -227,7 +226,8 @@ def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None
                                                 "quant": e["quant"], "file": str(folder / name), "bytes": e["bytes"],
                                                 "weight_bytes": e["bytes"], "bits_per_weight": e.get("bits_per_weight"),
                                                 "sha256": e.get("sha256"), "is_reference": False}))
-    rows = []
+    rows: list[Result] = []
+    outputs: dict[str, dict[str, list]] = {}  # each row's generated texts, kept out of the report
     with tempfile.TemporaryDirectory(prefix="slmkit-bench-") as scratch:
         ref_logits = Path(scratch) / "reference_logits.npy"
         for name, path, meta in progress(jobs, "benchmarking"):
@@ -240,13 +240,13 @@ def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None
             if is_ref and not row["error"]:
                 row["memory"]["within_budget"] = None  # the reference is what artifacts replace, not one to ship
             if not row["error"]:
-                row["_greedy"], row["_sampled"] = raw["outputs"]["greedy"], raw["outputs"]["sampled"]
+                outputs[name] = raw["outputs"]
             rows.append(row)
     for row in progress([r for r in rows if not r["error"]], "scoring outputs"):
-        row["task"] = task_metrics(intents, row.pop("_sampled"), scorer)
+        row["task"] = task_metrics(intents, outputs[row["name"]]["sampled"], scorer)
         mem_bw = row["weight_bytes"] * row["latency"]["decode_tok_s"] / 1e9
         row["bandwidth"] = {"decode_gbs": mem_bw, "fraction_of_measured": mem_bw / machine["memory_bandwidth_gbs"]}
-    relative_changes(rows, rows[0])
+    relative_changes(rows, rows[0], {name: o["greedy"] for name, o in outputs.items()})
     return {"schema": SCHEMA, "slmkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(["slmkit", *sys.argv[1:]]) if sys.argv and "slmkit" in sys.argv[0] else None,
             "seconds": round(time.time() - started, 1),

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit.benchmarks.bench import SCHEMA
+from slmkit.benchmarks.schema import Report, validate_report
 from slmkit.errors import UnusableInput
 
 CONFIG_NAME = "slmkit-check.toml"
@@ -50,18 +50,17 @@ class Violation:
         return f"{self.artifact}: {self.detail()}"
 
 
-def read_report(path: Path) -> dict:
+def read_report(path: Path) -> Report:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UnusableInput(f"{path}: no such report") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UnusableInput(f"{path}: not a readable JSON report ({e.__class__.__name__})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UnusableInput(f"{path}: not a bench report (schema {SCHEMA} expected)")
-    if not isinstance(data.get("results"), list) or not data["results"]:
-        raise UnusableInput(f"{path}: the report has no results")
-    return data
+    try:
+        return validate_report(data, str(path))
+    except ValueError as e:
+        raise UnusableInput(str(e)) from None
 
 
 def read_config(path: Path) -> dict:

@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
+from slmkit.benchmarks.schema import Report
 from slmkit.files import atomic_path
 
 STYLE = {"hf": ("*", "tab:gray"), "gguf": ("o", "tab:blue"), "onnx": ("s", "tab:orange")}
 
 
-def _scatter(report: dict, path: Path, y_label: str, get_y, log_y: bool = False) -> Path:
+def _scatter(report: Report, path: Path, y_label: str, get_y, log_y: bool = False) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,7 +40,7 @@ def _scatter(report: dict, path: Path, y_label: str, get_y, log_y: bool = False)
     return path
 
 
-def write_plots(report: dict, out: Path) -> list[Path]:
+def write_plots(report: Report, out: Path) -> list[Path]:
     try:
         import matplotlib
 

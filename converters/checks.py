@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from slmkit.benchmarks.quality import summarize_drift, token_drift
-from slmkit.demo.dataset import examples
+from slmkit.metrics import summarize_drift, token_drift
 from slmkit.errors import SlmkitError, first_line
 from slmkit.model_folder import ModelFolder
 from slmkit.onnx_file import checker_error
@@ -21,11 +20,6 @@ from slmkit.tokenizer import TextTokenizer
 
 # Max |Δlogit| allowed for an f16/f32 artifact, relative to the reference's logit spread (1 + std).
 FIDELITY_TOLERANCE = 0.05
-
-
-def evaluation_texts(n: int = 27) -> list[str]:
-    """Held-out demo-task texts (unseen intents, all control-token combinations)."""
-    return [e.text for e in examples("eval", n)]
 
 
 def tokenizer_parity(tokenize: Callable[[str], list[int]], reference: TextTokenizer, texts: list[str]) -> dict:
@@ -40,10 +34,12 @@ def fidelity(runtime: Runtime, reference: Runtime, texts: list[str]) -> dict:
     max_diff, spread, drift = 0.0, 0.0, []
     for text in texts:
         ids = reference.tokenize(text)[: reference.n_ctx]
+        if len(ids) < 2:
+            continue  # nothing to predict
         want, got = reference.score(ids), runtime.score(ids)
         max_diff = max(max_diff, float(np.abs(want - got).max()))
         spread = max(spread, float(want.std()))
-        drift.append(token_drift(want, got))
+        drift.append(token_drift(want, got, ids))
     stats = summarize_drift(drift)
     limit = FIDELITY_TOLERANCE * (1.0 + spread)
     return {"texts": len(texts), "max_abs_diff": max_diff, "logit_std": spread, "limit": limit,

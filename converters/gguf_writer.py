@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit import __version__
+from slmkit.version import __version__
 from slmkit.errors import SlmkitError
 from slmkit.files import atomic_path
 from slmkit.model_folder import ModelFolder

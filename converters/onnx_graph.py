@@ -53,6 +53,9 @@ class _Graph:
         return self.one("Cast", [stored], to=TensorProto.FLOAT)
 
 
+HEAD_NODE = "lm_head_MatMul"  # the output head's MatMul: int4 quantization treats it apart
+
+
 def build_gpt2(folder: ModelFolder, weight_dtype: type = np.float32):
     """The ModelProto of a GPT-2 with KV cache (fp32 compute; fp32 or fp16 stored weights)."""
     from onnx import TensorProto, helper
@@ -119,7 +122,7 @@ def build_gpt2(folder: ModelFolder, weight_dtype: type = np.float32):
         x = g.one("Add", [x, linear(hidden, p + ".mlp.c_proj")])
     x = ln(x, "ln_f")
     head = g.weight("lm_head", w["wte.weight"].T)
-    g.nodes.append(helper.make_node("MatMul", [x, head], ["logits"], name="lm_head_MatMul"))
+    g.nodes.append(helper.make_node("MatMul", [x, head], ["logits"], name=HEAD_NODE))
 
     graph = helper.make_graph(g.nodes, "gpt2", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="slmkit")

@@ -7,14 +7,14 @@ cache test.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from slmkit.converters.checks import (cache_consistency, evaluation_texts, fidelity, onnx_checker, require,
+from slmkit.converters.checks import (cache_consistency, fidelity, onnx_checker, require,
                                       tokenizer_parity, transformers_encoder)
 from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
 from slmkit.converters.onnx_quantize import Int4Options, write_precision
-from slmkit.converters.output import Landing, artifact_entry, prepare_output
+from slmkit.converters.output import Conversion, artifact_entry
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
@@ -24,63 +24,70 @@ def artifact_name(folder: ModelFolder, precision: str) -> str:
 
 
 def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads: int = 0,
-                 int4: Int4Options | None = None, log: Callable[[str], None] = print) -> dict:
-    """Write and check every precision; returns the updated manifest."""
-    from slmkit.runtimes.onnxrt import OnnxRuntime
-    from slmkit.runtimes.reference import ReferenceRuntime
-
-    texts = evaluation_texts()
+                 int4: Int4Options | None = None, log: Callable[[str], None] = print, *,
+                 texts: Sequence[str]) -> dict:
+    """Write and check every precision (logits against the fp16 reference on ``texts``); returns the
+    updated manifest."""
+    texts = list(texts)
     fp32 = out / artifact_name(folder, "fp32")
-    keep_fp32 = "fp32" in precisions
-    source = prepare_output(folder, out, fp32, keep_fp32)
-    landing = Landing(out, folder)
-    label = fp32.name if keep_fp32 else f"{folder.name} (fp32 source)"  # the temp file's name means nothing
-    checks: dict[str, dict] = {}
-    try:
+    with Conversion(folder, out, fp32, "fp32" in precisions, "fp32") as run:
         t0 = time.time()
-        settings = write_precision(folder, "fp32", source)
-        if keep_fp32:
-            landing.placed(source)
-        checks["onnx_checker_fp32"] = onnx_checker(source)
-        require("onnx_checker", checks["onnx_checker_fp32"], label)
-        with OnnxRuntime(source, threads=threads or None, checked=True) as rt, \
-                ReferenceRuntime(folder, threads=threads or None) as ref:
-            checks["tokenizer_transformers"] = tokenizer_parity(transformers_encoder(folder), rt.tokenizer, texts)
-            checks["fidelity_fp32"] = fidelity(rt, ref, texts)
-            checks["cache_fp32"] = cache_consistency(rt, texts[:8])
-        require("tokenizer_transformers", checks["tokenizer_transformers"], label)
-        require("fidelity", checks["fidelity_fp32"], label)
-        require("cache_consistency", checks["cache_fp32"], label)
-        log(f"checks passed: onnx.checker; transformers tokenizes as slmkit does; fp32 logits max |Δ| {checks['fidelity_fp32']['max_abs_diff']:.5f} vs the "
-            f"fp16 reference; cached decode equals full forward (max |Δ| {checks['cache_fp32']['max_abs_diff']:.1e})")
-        if keep_fp32:
-            landing.record(fp32, artifact_entry(fp32, "onnx", "fp32", t0, **settings,
-                                                bits_per_weight=round(8 * fp32.stat().st_size / folder.n_params, 3)))
-            log(f"wrote {fp32.name} ({fp32.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")
+        settings = write_precision(folder, "fp32", run.source)
+        if run.keep:
+            run.landing.placed(fp32)  # removed again if its checks fail
+        checks = check_source(folder, run.source, run.label, texts, threads)
+        log(f"checks passed: onnx.checker; transformers tokenizes as slmkit does; fp32 logits max |Δ| "
+            f"{checks['fidelity_fp32']['max_abs_diff']:.5f} vs the fp16 reference; cached decode equals full "
+            f"forward (max |Δ| {checks['cache_fp32']['max_abs_diff']:.1e})")
+        if run.keep:
+            record(folder, run, fp32, "fp32", settings, t0, log)
         for precision in precisions:
-            if precision == "fp32":
-                continue
-            t0 = time.time()
-            dest = out / artifact_name(folder, precision)
-            settings = write_precision(folder, precision, dest, int4)
-            landing.placed(dest)
-            check = onnx_checker(dest)
-            require("onnx_checker", check, dest.name)
-            with OnnxRuntime(dest, threads=threads or None, checked=True) as rt:
-                cache = cache_consistency(rt, texts[:4], quantized=precision.startswith("int"))
-            require("cache_consistency", cache, dest.name)
-            landing.record(dest, artifact_entry(dest, "onnx", precision, t0, **settings,
-                                                bits_per_weight=round(8 * dest.stat().st_size / folder.n_params, 3)))
-            log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")
-    except BaseException:
-        landing.discard_unrecorded()
-        raise
-    finally:
-        if not keep_fp32:
-            source.unlink(missing_ok=True)
-            source.with_name(source.name + ".data").unlink(missing_ok=True)
-    target = write_genai_config(folder, out, {e["quant"]: name for name, e in landing.entries.items()})
+            if precision != "fp32":
+                write_one(folder, run, precision, int4, texts, threads, log)
+    target = write_genai_config(folder, out, {e["quant"]: name for name, e in run.entries.items()})
     if target:
         checks["genai_config"] = {"file": GENAI_CONFIG, "model": target, "passed": True}
         log(f"wrote {GENAI_CONFIG} (onnxruntime-genai runs {target})")
-    return update_manifest(out, folder, landing.entries, {"onnx": checks})
+    return update_manifest(out, folder, run.entries, {"onnx": checks})
+
+
+def check_source(folder: ModelFolder, source: Path, label: str, texts: list[str], threads: int) -> dict:
+    """The fp32 graph: onnx.checker, transformers tokenizes as slmkit does, logits equal the fp16
+    reference's within tolerance, cached decoding equals a full forward pass. Raises naming ``label``."""
+    from slmkit.runtimes.onnxrt import OnnxRuntime
+    from slmkit.runtimes.reference import ReferenceRuntime
+
+    checks = {"onnx_checker_fp32": onnx_checker(source)}
+    require("onnx_checker", checks["onnx_checker_fp32"], label)
+    with OnnxRuntime(source, threads=threads or None, checked=True) as rt, \
+            ReferenceRuntime(folder, threads=threads or None) as ref:
+        checks["tokenizer_transformers"] = tokenizer_parity(transformers_encoder(folder), rt.tokenizer, texts)
+        checks["fidelity_fp32"] = fidelity(rt, ref, texts)
+        checks["cache_fp32"] = cache_consistency(rt, texts[:8])
+    require("tokenizer_transformers", checks["tokenizer_transformers"], label)
+    require("fidelity", checks["fidelity_fp32"], label)
+    require("cache_consistency", checks["cache_fp32"], label)
+    return checks
+
+
+def write_one(folder: ModelFolder, run: Conversion, precision: str, int4: Int4Options | None, texts: list[str],
+              threads: int, log: Callable[[str], None]) -> None:
+    """One precision written, checked (onnx.checker, cached decode equals full forward), landed, recorded."""
+    from slmkit.runtimes.onnxrt import OnnxRuntime
+
+    t0 = time.time()
+    dest = run.out / artifact_name(folder, precision)
+    settings = write_precision(folder, precision, dest, int4)
+    run.landing.placed(dest)
+    require("onnx_checker", onnx_checker(dest), dest.name)
+    with OnnxRuntime(dest, threads=threads or None, checked=True) as rt:
+        cache = cache_consistency(rt, texts[:4], quantized=precision.startswith("int"))
+    require("cache_consistency", cache, dest.name)
+    record(folder, run, dest, precision, settings, t0, log)
+
+
+def record(folder: ModelFolder, run: Conversion, path: Path, precision: str, settings: dict, t0: float,
+           log: Callable[[str], None]) -> None:
+    run.landing.record(path, artifact_entry(path, "onnx", precision, t0, **settings,
+                                            bits_per_weight=round(8 * path.stat().st_size / folder.n_params, 3)))
+    log(f"wrote {path.name} ({path.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")

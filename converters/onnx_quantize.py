@@ -21,7 +21,6 @@ from slmkit.model_folder import ModelFolder
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 DEFAULT_PRECISIONS = ("int8", "int4")
-HEAD_NODE = "lm_head_MatMul"
 EMBEDDINGS = ("int8", "int4", "shared", "fp32")
 MAX_PROTO = 2_000_000_000  # protobuf's 2 GB limit: larger models keep their weights in DIR/<file>.data
 
@@ -100,6 +99,8 @@ def _int8(model, op_types: tuple[str, ...] = ("MatMul", "Gather")):
 
 def _int4(model, opts: Int4Options):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from slmkit.converters.onnx_graph import HEAD_NODE
 
     level = opts.accuracy_level or None
     gather = opts.embedding in ("int4", "shared")  # embedding rows as 4-bit blocks along the hidden axis

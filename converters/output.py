@@ -73,3 +73,33 @@ def prepare_output(folder: ModelFolder, out: Path, unquantized: Path, keep: bool
     clean_stale_temps(out)
     copy_tokenizer(folder, out)
     return unquantized if keep else out / f"{TMP_PREFIX}source-{unquantized.name}"
+
+
+class Conversion:
+    """One conversion run, as a context manager: the output folder prepared (tokenizer copied, stale
+    temporaries dropped), the unquantized source named (the artifact itself when requested, else a
+    temporary), artifacts landed and recorded; on any failure or interruption the files placed but not
+    recorded are removed, and a temporary source always is."""
+
+    def __init__(self, folder: ModelFolder, out: Path, unquantized: Path, keep: bool, what: str):
+        self.folder, self.out, self.unquantized, self.keep = folder, out, unquantized, keep
+        # the temporary file's name means nothing to a user: errors name the model instead
+        self.label = unquantized.name if keep else f"{folder.name} ({what} source)"
+
+    def __enter__(self) -> "Conversion":
+        self.source = prepare_output(self.folder, self.out, self.unquantized, self.keep)
+        self.landing = Landing(self.out, self.folder)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is not None:
+                self.landing.discard_unrecorded()
+        finally:
+            if not self.keep:
+                self.source.unlink(missing_ok=True)
+                self.source.with_name(self.source.name + ".data").unlink(missing_ok=True)  # ONNX external data
+
+    @property
+    def entries(self) -> dict[str, dict]:
+        return self.landing.entries

@@ -1,6 +1,6 @@
 """Decode latency of one artifact (or model folder) in this process: bench's decode loop, nothing else.
 
-    python -m slmkit.benchmarks.decode PATH [--threads 2] [--reps 3] [--tokens 64]
+    python -m devtools.decode PATH [--threads 2] [--reps 3] [--tokens 64]
 
 For quick A/B comparisons of kernels and quantization settings; run it once per artifact (a fresh
 process each) and alternate the runs, since this machine's speed drifts.

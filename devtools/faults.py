@@ -1,7 +1,7 @@
 """Fault injection during ``slmkit quantize``: SIGINT and SIGKILL at many moments, and disk-full writes
 (a file-size limit, so native writes fail too). Nothing may be lost or half-written.
 
-    python -m slmkit.benchmarks.faults [--kills 20] [--formats gguf,onnx] [--json FILE]
+    python -m devtools.faults [--kills 20] [--formats gguf,onnx] [--json FILE]
 
 After every fault the artifact folder must hold either the previous complete artifacts or none: every
 listed file exists with its manifest sha256, the manifest parses, and a file under a final name that is
@@ -71,14 +71,17 @@ def leftover_temps(folder: Path) -> list[str]:
 
 
 def interrupt(model: Path, fmt: str, out: Path, sig: int, delay_s: float) -> dict:
-    """Start a quantize, send ``sig`` after ``delay_s``; returns its exit code and stderr's last line."""
+    """Start a quantize, send ``sig`` after ``delay_s``; returns its exit code, stderr's last line and
+    whether it was still running when signalled (a quantize that had already finished tests nothing)."""
     p = subprocess.Popen(quantize_command(model, fmt, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True)
     time.sleep(delay_s)
+    running = p.poll() is None
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    return {"returncode": p.returncode, "last_line": lines[-1] if lines else "", "traceback": "Traceback" in err}
+    return {"returncode": p.returncode, "last_line": lines[-1] if lines else "", "traceback": "Traceback" in err,
+            "running_when_signalled": running}
 
 
 def disk_full(model: Path, fmt: str, out: Path, limit: int) -> dict:

@@ -2,7 +2,7 @@
 vocab.json + merges.txt + added_tokens.json) must give a clean one-line error or a correct load, never a
 crash, a hang or another exception.
 
-    python -m slmkit.benchmarks.fuzz [--cases 500] [--kinds gguf,onnx,...] [--seed 0] [--json FILE]
+    python -m devtools.fuzz [--cases 500] [--kinds gguf,onnx,...] [--seed 0] [--json FILE]
 
 The mutations (:func:`mutate`) and the load-and-use check (:func:`try_load`) are shared with the
 property-based tests in ``tests/test_hostile.py``, which draw the mutations with hypothesis. Here each
@@ -22,8 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from devtools import child_env
+from slmkit.demo.dataset import workload
 from slmkit.errors import SlmkitError, run_script
 
+TEXTS = workload(8).texts  # the converters' checks compare logits on these
 KINDS = ("gguf", "onnx", "safetensors", "config", "tokenizer", "vocab", "merges", "added_tokens")
 BYTE_OPS = ("truncate", "flip", "u32", "u64", "zero", "duplicate")
 JSON_OPS = ("json_value", "json_drop")
@@ -115,9 +118,9 @@ def prepare(kind: str, base: Path, model: Path | None = None) -> tuple[Path, byt
         built = base / f"{kind}-built"
         folder_ = open_model_folder(src)
         if kind == "gguf":
-            manifest = convert_gguf(folder_, ["q8_0"], built, 1, log=lambda _m: None)
+            manifest = convert_gguf(folder_, ["q8_0"], built, 1, log=lambda _m: None, texts=TEXTS)
         else:
-            manifest = convert_onnx(folder_, ["int8"], built, 1, log=lambda _m: None)
+            manifest = convert_onnx(folder_, ["int8"], built, 1, log=lambda _m: None, texts=TEXTS)
         shutil.copytree(built, folder)
         name = next(iter(n for n in manifest["artifacts"] if n.endswith(kind)))
         (folder / "manifest.json").unlink()
@@ -129,34 +132,76 @@ def prepare(kind: str, base: Path, model: Path | None = None) -> tuple[Path, byt
     return folder, original
 
 
+PROBE = "<|task:t2i|> a cozy cabin, ünïcode"
+
+
+def fingerprint(kind: str, folder: Path) -> str:
+    """Load and use the file the way slmkit would; a digest of what came out (logits, generated and
+    decoded text, weights, token ids), or "nonfinite" when a model gives NaN / inf logits. A clean
+    failure raises SlmkitError; any other exception propagates: that is a bug."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    if kind in ("gguf", "onnx"):
+        from slmkit.loader import load
+
+        with load(folder / TARGETS[kind], verify=False, threads=1) as rt:
+            logits = rt.score(PROBE)
+            if not np.isfinite(logits).all():
+                return "nonfinite"
+            h.update(np.round(logits, 2).tobytes())
+            h.update(rt.generate(PROBE, max_new_tokens=4).encode())
+            h.update("|".join(rt.generate(PROBE, n=2, max_new_tokens=3, temperature=1.0)).encode())
+    elif kind in ("safetensors", "config"):
+        from slmkit.model_folder import open_model_folder
+        from slmkit.weights import load_weights
+
+        folder_ = open_model_folder(folder)
+        h.update(repr(folder_.shape).encode())
+        for name, w in sorted(load_weights(folder_).items()):
+            h.update(name.encode() + np.ascontiguousarray(w).tobytes())
+    else:  # tokenizer files: as a model folder's, then encode and decode
+        from slmkit.model_folder import open_model_folder
+        from slmkit.tokenizer import TextTokenizer
+
+        open_model_folder(folder)
+        tok = TextTokenizer.from_folder(folder)
+        ids = tok.encode(PROBE)
+        h.update(repr(ids).encode() + tok.decode(ids).encode())
+    return h.hexdigest()
+
+
+_ORIGINAL: dict[tuple[str, Path], str] = {}
+
+
 def try_load(kind: str, folder: Path) -> str:
-    """Load and use the file the way slmkit would; "ok" or "error" (a clean one-line SlmkitError).
-    Any other exception propagates: that is a bug."""
+    """"ok" (loads and gives exactly what the unmutated file gives), "changed" (loads, gives something
+    else: the mutation reached the data, undetected, as it must be where nothing is checksummed),
+    "nonfinite" (loads, NaN / inf logits) or "error" (a clean one-line SlmkitError). The unmutated
+    file's digest is taken first. Any other exception propagates: that is a bug."""
+    key = (kind, folder)
+    if key not in _ORIGINAL:
+        raise RuntimeError("call original_fingerprint() before mutating")
     try:
-        if kind in ("gguf", "onnx"):
-            from slmkit.loader import load
-
-            with load(folder / TARGETS[kind], verify=False, threads=1) as rt:
-                rt.score("<|task:t2i|> a cozy cabin")
-                rt.generate("<|task:t2i|> a cozy cabin", max_new_tokens=4)
-                rt.generate("<|task:t2i|> a cozy cabin", n=2, max_new_tokens=3, temperature=1.0)
-        elif kind in ("safetensors", "config"):
-            from slmkit.model_folder import open_model_folder
-            from slmkit.weights import load_weights
-
-            load_weights(open_model_folder(folder))
-        else:  # tokenizer files: as a model folder's, then encode and decode
-            from slmkit.model_folder import open_model_folder
-            from slmkit.tokenizer import TextTokenizer
-
-            open_model_folder(folder)
-            tok = TextTokenizer.from_folder(folder)
-            tok.decode(tok.encode("<|task:t2i|> a cozy cabin, ünïcode"))
+        digest = fingerprint(kind, folder)
     except SlmkitError as e:
         if "\n" in str(e) or not str(e):
             raise AssertionError(f"error message is not one line: {str(e)!r}") from None
         return "error"
-    return "ok"
+    return "ok" if digest == _ORIGINAL[key] else "nonfinite" if digest == "nonfinite" else "changed"
+
+
+def original_fingerprint(kind: str, folder: Path) -> str:
+    """The unmutated file's digest (it must load cleanly and give finite logits)."""
+    key = (kind, folder)
+    if key not in _ORIGINAL:
+        digest = fingerprint(kind, folder)
+        if digest == "nonfinite":
+            raise AssertionError(f"the unmutated {kind} file gives non-finite logits")
+        _ORIGINAL[key] = digest
+    return _ORIGINAL[key]
 
 
 def run_case(kind: str, folder: Path, original: bytes, op: str, pos: int, value: int) -> str:
@@ -174,6 +219,7 @@ def run_case(kind: str, folder: Path, original: bytes, op: str, pos: int, value:
 def _child(kind: str, base: Path, seed: int, start: int, cases: int, log: Path) -> None:
     """Run cases start..cases-1 of one kind, logging each before and after it."""
     folder, original = prepare(kind, base)
+    original_fingerprint(kind, folder)
     spans = regions(kind, original)
     with open(log, "a", buffering=1) as out:
         for i in range(start, cases):
@@ -193,14 +239,15 @@ def _child(kind: str, base: Path, seed: int, start: int, cases: int, log: Path) 
 def campaign(kind: str, base: Path, cases: int, seed: int, hang_s: float) -> dict:
     log = base / f"{kind}.log"
     log.unlink(missing_ok=True)
-    counts = {"cases": 0, "ok": 0, "error": 0, "skipped": 0, "unclean": 0, "crash": 0, "hang": 0}
+    counts = {"cases": 0, "ok": 0, "changed": 0, "nonfinite": 0, "error": 0, "skipped": 0, "unclean": 0, "crash": 0,
+              "hang": 0}
     examples: list[str] = []
     start, t0 = 0, time.time()
     prepare(kind, base)  # built once, outside the timed children
     while start < cases:
-        p = subprocess.Popen([sys.executable, "-m", "slmkit.benchmarks.fuzz", "--child", kind, str(base),
+        p = subprocess.Popen([sys.executable, "-m", "devtools.fuzz", "--child", kind, str(base),
                               str(seed), str(start), str(cases), str(log)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
         last_size, last_change, hung = -1, time.time(), False
         while p.poll() is None:
             time.sleep(0.2)
@@ -260,11 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         base = args.work or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         rows = [campaign(k, base, args.cases, args.seed, args.hang_s) for k in args.kinds.split(",")]
-    print("| file kind | cases | loaded and ran | clean error | skipped | unclean exception | crash | hang | seconds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| file kind | cases | loaded, same results | loaded, changed results | NaN logits | clean error | skipped "
+          "| unclean exception | crash | hang | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kind']} | {r['cases']} | {r['ok']} | {r['error']} | {r['skipped']} | {r['unclean']} | "
-              f"{r['crash']} | {r['hang']} | {r['seconds']} |")
+        print(f"| {r['kind']} | {r['cases']} | {r['ok']} | {r['changed']} | {r['nonfinite']} | {r['error']} | "
+              f"{r['skipped']} | {r['unclean']} | {r['crash']} | {r['hang']} | {r['seconds']} |")
     for r in rows:
         for e in r["examples"]:
             print("  " + e)

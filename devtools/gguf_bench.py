@@ -1,6 +1,6 @@
 """GGUF conversion benchmark: size, bits per weight and conversion + quantization time of every type.
 
-    python -m slmkit.benchmarks.gguf_bench --model demo|124m|FOLDER [--json FILE]
+    python -m devtools.gguf_bench --model demo|124m|FOLDER [--json FILE]
 
 The quality of each type against the fp16 reference is ``slmkit bench``'s job
 (``slmkit bench --formats gguf --quant all``).
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from slmkit.converters.gguf_pipeline import convert_gguf
+from slmkit.demo.dataset import workload
 from slmkit.errors import run_script
 from slmkit.model_folder import open_model_folder
 from slmkit.synthetic import GPT2_124M, write_random_gpt2
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         folder = open_model_folder(src)
         out = tmp / "out"
         t0 = time.time()
-        manifest = convert_gguf(folder, TYPES, out, args.threads, log=lambda s: print("  " + s, flush=True))
+        manifest = convert_gguf(folder, TYPES, out, args.threads, log=lambda s: print("  " + s, flush=True),
+                                texts=workload().texts)
         total = time.time() - t0
         result = {"model": folder.name, "params": folder.n_params, "threads": args.threads,
                   "convert_and_quantize_all_s": round(total, 1),

@@ -1,6 +1,6 @@
 """Repeated load / generate / close of artifacts in one process: RSS and open file descriptors over time.
 
-    python -m slmkit.benchmarks.leaks ARTIFACT [ARTIFACT ...] [--cycles 200] [--warmup 20]
+    python -m devtools.leaks ARTIFACT [ARTIFACT ...] [--cycles 200] [--warmup 20]
 
 A host app that reloads models (switching artifacts, device profiles) must not grow. Figures are
 taken after a warm-up (allocator pools and lazily loaded libraries settle) and at the end, both as the

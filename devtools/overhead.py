@@ -3,7 +3,7 @@ next to the library's own loop (llama-cpp-python ``Llama.eval``; onnxruntime ``s
 feeds), in the same process and run, greedy, on the same prompt. A second run of the raw loop in the
 wrapper's place gives the noise floor: the "overhead" two identical loops show on this machine.
 
-    python -m slmkit.benchmarks.overhead ARTIFACT [ARTIFACT ...] [--threads 2] [--tokens 64] [--device mobile]
+    python -m devtools.overhead ARTIFACT [ARTIFACT ...] [--threads 2] [--tokens 64] [--device mobile]
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Random sequences of Runtime calls on every backend: crashes, hangs and history-dependent results.
 
-    python -m slmkit.benchmarks.sequences ARTIFACT_OR_MODEL... [--sequences 10000] [--seed 0]
+    python -m devtools.sequences ARTIFACT_OR_MODEL... [--sequences 10000] [--seed 0]
 
 A backend keeps state between calls (KV caches, batched contexts, positions, paused streams), so each
 artifact runs seeded random sequences of ``generate`` / ``stream`` / ``score`` / ``tokenize`` calls:
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from devtools import child_env
 from slmkit.errors import SlmkitError, run_script
 
 # Batched decoding runs other kernels than one sequence (llama.cpp's 4-bit K-quant mat-muls round
@@ -313,10 +313,10 @@ def campaign(path: str | None, sequences: int, seed: int = 0, hang_s: float = 60
                               "hangs": 0, "wrong": 0, "exceptions": 0, "findings": [], "counts": Counter()}
     start = 0
     while start < sequences:
-        cmd = [sys.executable, "-m", "slmkit.benchmarks.sequences", "--worker", str(path or ""), "--seed", str(seed),
+        cmd = [sys.executable, "-m", "devtools.sequences", "--worker", str(path or ""), "--seed", str(seed),
                "--start", str(start), "--count", str(sequences - start)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env=child_env(PYTHONUNBUFFERED="1"))
         current, last = start, time.time()
         timer = threading.Timer(hang_s, proc.kill)
         timer.start()

@@ -1,4 +1,5 @@
-"""Runtime backends, one module each, behind the protocol in ``base.py``.
+"""Folder ``runtimes/``, imported as ``slmkit.runtimes``: backends, one module each, behind the protocol
+in ``base.py``; the shared sampler in ``sampling.py``.
 
 Backends are imported lazily: opening a GGUF or ONNX artifact never imports torch.
 """

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from slmkit.errors import SlmkitError
+from slmkit.metrics import log_softmax
 from slmkit.runtimes.sampling import Sampling
 from slmkit.tokenizer import TextTokenizer
 
@@ -38,12 +39,6 @@ def sampling_settings(kwargs: dict[str, Any]) -> Sampling:
 def stop_index(text: str, stop: Sequence[str]) -> int | None:
     """Where the first of the stop strings begins in ``text`` (None when none occurs)."""
     return min((text.find(s) for s in stop if s and s in text), default=None)
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
 class Runtime(ABC):

@@ -58,7 +58,7 @@ class LlamaCppRuntime(Runtime):
                                         flash_attn=True, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise SlmkitError(f"{path}: llama.cpp could not load the file ({e})") from None
-        self._multi = None
+        self._multi: _BatchedContext | None = None
         if self._llm.n_vocab() < tokenizer.vocab_size:
             raise SlmkitError(f"{path}: tokenizer ({tokenizer.vocab_size} tokens) does not match the model "
                               f"({self._llm.n_vocab()})")
@@ -115,61 +115,76 @@ class LlamaCppRuntime(Runtime):
         return row
 
     def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
-        # A second llama.cpp context holds the n sequences (n_seq_max = n, each with room for `length`
-        # tokens): the prompt is prefilled once as sequence 0 and its KV cache copied to the others.
-        import llama_cpp
-        from llama_cpp import _internals
-
-        llm = self._llm
         cells = -(-length // 256) * 256
         # Rebuilt for another (n, cells), never reused when larger: the result of a call must not depend
         # on the calls before it, and a larger KV buffer can change the attention's summation order.
-        if self._multi is None or self._multi[2] != n or self._multi[3] != cells:
+        if self._multi is None or (self._multi.n, self._multi.cells) != (n, cells):
             self._close_multi()
-            params = llama_cpp.llama_context_default_params()
-            for field in ("n_threads", "n_threads_batch", "type_k", "type_v", "flash_attn_type"):
-                if hasattr(llm.context_params, field):
-                    setattr(params, field, getattr(llm.context_params, field))
-            params.n_seq_max, params.n_ctx, params.kv_unified = n, n * cells, True  # seq_cp needs one buffer
-            # Sized for any later call, not this one's prompt: the context is reused, and a prompt longer
-            # than n_batch makes llama.cpp abort the process (GGML_ASSERT n_tokens_all <= n_batch).
-            params.n_batch = params.n_ubatch = max(self.n_ctx, n)
-            from llama_cpp._utils import suppress_stdout_stderr
-
-            with suppress_stdout_stderr(disable=False):  # llama.cpp logs the per-sequence context here
-                ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
-            batch = _internals.LlamaBatch(n_tokens=max(self.n_ctx, n), embd=0, n_seq_max=n, verbose=False)
-            self._multi = (ctx, batch, n, cells)
-        ctx, batch = self._multi[0], self._multi[1]
-        ctx.kv_cache_clear()
-        batch.set_batch(batch=list(prompt), n_past=0, logits_all=False)
-        ctx.decode(batch)
-        for seq in range(1, n):
-            ctx.kv_cache_seq_cp(0, seq, 0, len(prompt))
-        self._multi_pos = len(prompt)
+            self._multi = _BatchedContext(self._llm, n, cells, max(self.n_ctx, n))
+        self._multi.prefill(prompt)
 
     def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
-        ctx, batch = self._multi[0], self._multi[1]
-        b = batch.batch
-        b.n_tokens = len(tokens)
-        for i, tok in enumerate(tokens):
-            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, self._multi_pos, 1, True
-            b.seq_id[i][0] = i
-        ctx.decode(batch)
-        self._multi_pos += 1
-        vocab = self._llm.n_vocab()
-        return np.stack([np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(vocab,)) for i in range(len(tokens))])
+        return self._multi.step(tokens)
 
     def _close_multi(self) -> None:
         if getattr(self, "_multi", None) is not None:
-            self._multi[1].close()
-            self._multi[0].close()
+            self._multi.close()
         self._multi = None
 
     def _close(self) -> None:
         self._close_multi()
         self._llm.close()
         self._llm = None
+
+
+class _BatchedContext:
+    """A second llama.cpp context holding ``n`` sequences of up to ``cells`` tokens each, for batched
+    decoding: the prompt is prefilled once as sequence 0 and its KV cache copied to the others; each
+    step then decodes one token per sequence. Built from the binding's internals (``LlamaContext``,
+    ``LlamaBatch``), which its public ``Llama`` class does not expose for several sequences."""
+
+    def __init__(self, llm, n: int, cells: int, n_batch: int):
+        import llama_cpp
+        from llama_cpp import _internals
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        self.n, self.cells, self.pos = n, cells, 0
+        self._vocab = llm.n_vocab()
+        params = llama_cpp.llama_context_default_params()
+        for field in ("n_threads", "n_threads_batch", "type_k", "type_v", "flash_attn_type"):
+            if hasattr(llm.context_params, field):
+                setattr(params, field, getattr(llm.context_params, field))
+        params.n_seq_max, params.n_ctx, params.kv_unified = n, n * cells, True  # seq_cp needs one buffer
+        # Sized for any prompt the runtime accepts: a prompt longer than n_batch makes llama.cpp abort
+        # the process (GGML_ASSERT n_tokens_all <= n_batch).
+        params.n_batch = params.n_ubatch = n_batch
+        with suppress_stdout_stderr(disable=False):  # llama.cpp logs the per-sequence context here
+            self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self.batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=n, verbose=False)
+
+    def prefill(self, prompt: Sequence[int]) -> None:
+        self.ctx.kv_cache_clear()
+        self.batch.set_batch(batch=list(prompt), n_past=0, logits_all=False)
+        self.ctx.decode(self.batch)
+        for seq in range(1, self.n):
+            self.ctx.kv_cache_seq_cp(0, seq, 0, len(prompt))
+        self.pos = len(prompt)
+
+    def step(self, tokens: Sequence[int]) -> np.ndarray:
+        """Append token i to sequence i; return the [n, vocab] next-token logits (copied)."""
+        b = self.batch.batch
+        b.n_tokens = len(tokens)
+        for i, tok in enumerate(tokens):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, self.pos, 1, True
+            b.seq_id[i][0] = i
+        self.ctx.decode(self.batch)
+        self.pos += 1
+        return np.stack([np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self._vocab,))
+                         for i in range(len(tokens))])
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
 
 
 def _quant_name(file_type: int | None) -> str | None:

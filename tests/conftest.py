@@ -17,6 +17,23 @@ def quantize_ok(folder: Path | None, out: Path, *args: str) -> str:
     return r.output
 
 
+def decode_by_full_forward(rt, prompt: str, max_new_tokens: int, seed: int = 0, **sampling) -> str:
+    """The continuation a runtime should generate, computed independently of its KV-cache decode loop:
+    every step scores the whole sequence afresh (``score``) and samples with a fresh sampler."""
+    from slmkit.runtimes.sampling import Sampling
+
+    ids = rt.tokenize(prompt)
+    sampler = Sampling(**sampling).sampler(seed)
+    out: list[int] = []
+    for _ in range(max_new_tokens):
+        tok = sampler.next(rt.score(ids + out)[-1])
+        if tok == rt.tokenizer.eos_id:
+            break
+        sampler.add(tok)
+        out.append(tok)
+    return rt.detokenize(out)
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A 2-layer random GPT-2 with the demo tokenizer and its control tokens."""

@@ -102,11 +102,19 @@ def test_check_reads_thresholds_beside_the_artifacts(benched, tmp_path):
 
 
 def test_check_against_a_baseline(benched, tmp_path):
-    _, rep = benched
-    report = json.loads((rep / "report.json").read_text())
-    assert check_report(report, baseline=report)[0] == []
-    slower = copy.deepcopy(report)
-    slower["results"][1]["latency"]["decode_tok_s"] *= 0.5
+    """Against another run's report (not itself): a second measurement passes; a slower or more
+    distorted one fails with the metric named. Caught: a baseline comparison that read the report's own
+    figures for both sides passed the slowed report here."""
+    art, rep = benched
+    again = tmp_path / "again"
+    r = run("bench", *QUICK, "--no-plots", "--artifacts", str(art), "--out", str(again))
+    assert r.exit_code == 0, r.output
+    report, second = (json.loads((d / "report.json").read_text()) for d in (rep, again))
+    assert second["created"] >= report["created"] and second["results"][1]["latency"] != report["results"][1]["latency"]
+    violations, checked = check_report(second, baseline=report)
+    assert violations == [] and checked == 2, violations
+    slower = copy.deepcopy(second)
+    slower["results"][1]["latency"]["decode_tok_s"] = report["results"][1]["latency"]["decode_tok_s"] * 0.5
     slower["results"][2]["quality"]["mean_kl"] = report["results"][2]["quality"]["mean_kl"] * 3 + 1e-3
     (tmp_path / "new.json").write_text(json.dumps(slower))
     r = run("check", str(tmp_path / "new.json"), "--baseline", str(rep), "--max-kl", "1")
@@ -117,10 +125,25 @@ def test_check_against_a_baseline(benched, tmp_path):
     (tmp_path / "full.json").write_text(json.dumps(other))
     r = run("check", str(rep), "--baseline", str(tmp_path / "full.json"))
     assert r.exit_code == 2 and "measured differently" in r.output
-    gone = copy.deepcopy(report)
+    gone = copy.deepcopy(second)
     gone["results"] = gone["results"][:2]
     violations, _ = check_report(gone, baseline=report)
     assert [v.metric for v in violations] == ["missing"]
+
+
+def test_check_refuses_a_report_with_missing_fields_in_one_line(benched, tmp_path):
+    _, rep = benched
+    report = json.loads((rep / "report.json").read_text())
+    for damage, message in ((lambda r: r["results"][1]["latency"].pop("decode_tok_s"), "lacks latency.decode_tok_s"),
+                            (lambda r: r["results"][2].pop("quality"), "lacks the 'quality' section"),
+                            (lambda r: r["results"][1].pop("name"), "lacks 'name'"),
+                            (lambda r: r["results"][1]["memory"].update(peak_rss_mb="big"), "memory.peak_rss_mb has type str")):
+        broken = copy.deepcopy(report)
+        damage(broken)
+        (tmp_path / "r.json").write_text(json.dumps(broken))
+        r = run("check", str(tmp_path / "r.json"))
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
 
 
 def test_check_fails_an_artifact_over_the_memory_budget(benched):
@@ -165,16 +188,24 @@ def test_a_damaged_artifact_is_caught(benched, tmp_path):
 
 
 def test_bench_fails_on_a_memory_budget_overrun_and_bad_options(benched, tmp_path, monkeypatch):
-    import slmkit.benchmarks.bench as bench
-
-    _, rep = benched
-    report = json.loads((rep / "report.json").read_text())
-    report["results"][1]["memory"].update(within_budget=False, budget_mb=1.0, peak_rss_mb=90.0)
-    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: report)
-    r = run("bench", "--no-plots", "--out", str(tmp_path / "o"))
-    assert r.exit_code == 1 and "peak RSS 90 MiB over the cpu budget of 1 MiB" in r.output
-    assert (tmp_path / "o" / "report.json").is_file()  # the report is still written
-    monkeypatch.undo()
+    """A real bench run under a profile whose memory budget is too small: each artifact's measured peak
+    RSS is over it, bench exits 1 naming it and still writes the report, and check fails it. Caught: a
+    budget comparison with the sign turned around passed every artifact here."""
+    art, _ = benched
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps({"tiny": {"threads": 1, "memory_budget_mb": 8, "prefer": ["q8_0"]}}))
+    monkeypatch.setenv("SLMKIT_PROFILES", str(profiles))
+    out = tmp_path / "o"
+    r = run("bench", "--quick", "--quant", "q8_0", "--scorer", "none", "--no-plots", "--device", "tiny",
+            "--artifacts", str(art), "--out", str(out))
+    assert r.exit_code == 1 and "over the tiny budget of 8 MiB" in r.output, r.output
+    report = json.loads((out / "report.json").read_text())  # the report is still written
+    row = report["results"][1]
+    assert row["memory"]["budget_mb"] == 8 and row["memory"]["within_budget"] is False
+    assert row["memory"]["peak_rss_mb"] > 8
+    assert report["results"][0]["memory"]["within_budget"] is None  # the reference is not held to it
+    assert run("check", str(out)).exit_code == 1
+    monkeypatch.delenv("SLMKIT_PROFILES")
     assert "unknown format" in run("bench", "--formats", "tflite").output
     assert "unknown type 'q3'" in run("bench", "--quant", "q3", "--artifacts", str(tmp_path / "a")).output
     assert "unknown scorer" in run("bench", "--scorer", "nope:Nope", "--quick", "--quant", "q8_0",
@@ -182,17 +213,26 @@ def test_bench_fails_on_a_memory_budget_overrun_and_bad_options(benched, tmp_pat
 
 
 def test_task_metrics():
+    """Per-intent slicing checked against a direct computation, with intents of unequal candidate counts.
+    Caught: scoring every candidate against the first intent, or pairing candidates across intents."""
     assert distinct_n(["a b c", "a b d"], 1) == 4 / 6 and distinct_n(["a b", "a b"], 2) == 0.5
+    vocab = "abcdefgh"
 
-    class Echo:
-        name = "echo"
+    class Letters:
+        name = "letters"
 
         def embed(self, texts):
-            v = np.array([[len(t), 1.0] for t in texts])
+            v = np.array([[t.count(c) for c in vocab] for t in texts], float) + 1e-3
             return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-    m = task_metrics(["ab"], [["ab", "ab"]], Echo())
-    assert m["relevance"] == pytest.approx(1.0) and m["pairwise_distance"] == pytest.approx(0.0)
+    intents = ["ab", "gh", "cd"]
+    candidates = [["ab", "ac", "bb"], ["gh", "ha"], ["dd", "cd", "ce", "ab"]]
+    m = task_metrics(intents, candidates, Letters())
+    e = Letters().embed
+    rel = [float(e([c])[0] @ e([i])[0]) for i, cs in zip(intents, candidates) for c in cs]
+    dist = [1 - float(e([a])[0] @ e([b])[0]) for cs in candidates for k, a in enumerate(cs) for b in cs[k + 1:]]
+    assert m["relevance"] == pytest.approx(np.mean(rel)) and m["pairwise_distance"] == pytest.approx(np.mean(dist))
+    assert m["distinct_1"] == pytest.approx(np.mean([distinct_n(c, 1) for c in candidates]))
     assert "relevance" not in task_metrics(["ab"], [["x"]], None)
 
 
@@ -209,18 +249,19 @@ def test_minilm_scorer_matches_sentence_transformers():
 
 
 def test_texts_file_for_drift(tmp_path):
-    from slmkit.benchmarks.bench import BenchOptions, load_texts
+    from slmkit.cli import bench_workload
     from slmkit.errors import SlmkitError
 
     f = tmp_path / "texts.txt"
     f.write_text("first text\n\n  second text  \nthird\n", encoding="utf-8")
-    texts, source = load_texts(BenchOptions(texts_file=f), 2)
-    assert texts == ["first text", "second text"] and "texts.txt (2 lines)" in source
+    work = bench_workload(str(f), quick=True)
+    assert work.texts == ("first text", "second text", "third") and "texts.txt (3 lines)" in work.source
+    assert work.greedy_prompts and work.sampled  # prompts and intents stay the default ones
     f.write_text("\n\n")
     with pytest.raises(SlmkitError, match="no texts"):
-        load_texts(BenchOptions(texts_file=f), 5)
+        bench_workload(str(f), quick=True)
     with pytest.raises(SlmkitError, match="cannot read texts"):
-        load_texts(BenchOptions(texts_file=tmp_path / "missing.txt"), 5)
+        bench_workload(str(tmp_path / "missing.txt"), quick=True)
 
 
 @pytest.mark.parametrize("module", ["overhead", "decode", "leaks"])

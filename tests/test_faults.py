@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slmkit.benchmarks.faults import artifact_hashes, disk_full, folder_problems, interrupt, leftover_temps, timed_quantize
+from devtools.faults import artifact_hashes, disk_full, folder_problems, interrupt, leftover_temps, timed_quantize
 
 
 @pytest.fixture(scope="module", params=["gguf", "onnx"])
@@ -23,8 +23,9 @@ def quantized(request, tiny_demo, tmp_path_factory) -> tuple[str, Path, float, d
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killing_quantize_keeps_previous_artifacts_whole(quantized, tiny_demo, sig):
     fmt, out, seconds, previous = quantized
-    for fraction in (0.3, 0.6, 0.85):
+    for fraction in (0.3, 0.5, 0.7):
         r = interrupt(tiny_demo, fmt, out, sig, seconds * fraction)
+        assert r["running_when_signalled"] and r["returncode"] != 0, (fraction, r)  # it was interrupted
         assert folder_problems(out, previous) == [], (fraction, r)
         if sig == signal.SIGINT:  # Ctrl-C: one line, temporary files cleaned up
             assert not r["traceback"] and (r["returncode"] != 130 or r["last_line"] == "interrupted"), r
@@ -102,7 +103,7 @@ def tiny_artifacts(tiny_demo, tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 @pytest.mark.parametrize("kind", ["Q8_0.gguf", "int8.onnx"])
 def test_repeated_load_close_leaks_no_memory_or_file_handles(tiny_artifacts, kind):
-    from slmkit.benchmarks.leaks import measure
+    from devtools.leaks import measure
 
     r = measure(str(tiny_artifacts[kind]), 200, 20)
     assert r["fd_growth"] == 0, r

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slmkit.benchmarks.fuzz import TARGETS, mutate, ops_for, prepare, regions, run_case
+from devtools.fuzz import TARGETS, mutate, ops_for, original_fingerprint, prepare, regions, run_case
 from slmkit.errors import SlmkitError
 from slmkit.onnx_file import inspect_onnx
 
-# Bounded for CI: derandomized (the same cases every run); the larger campaign is benchmarks/fuzz.py.
+# Bounded for CI: derandomized (the same cases every run); the larger campaign is devtools/fuzz.py.
 EXAMPLES = {"gguf": 150, "onnx": 100, "safetensors": 150, "config": 200, "tokenizer": 100, "vocab": 100,
             "merges": 100, "added_tokens": 100}
 
@@ -32,6 +32,7 @@ def _case_strategy(kind: str, original: bytes):
 @pytest.mark.parametrize("kind", list(EXAMPLES))
 def test_mutated_files_fail_cleanly_or_load(kind, fuzz_base, tiny_demo):
     folder, original = prepare(kind, fuzz_base, tiny_demo)
+    original_fingerprint(kind, folder)  # what the unmutated file gives: "ok" means exactly this
     seen: dict[str, int] = {}
 
     @settings(max_examples=EXAMPLES[kind], deadline=None, derandomize=True, database=None,
@@ -43,6 +44,7 @@ def test_mutated_files_fail_cleanly_or_load(kind, fuzz_base, tiny_demo):
 
     check()
     assert seen.get("error", 0) > 0, seen  # the mutations do reach the validation
+    assert set(seen) <= {"ok", "changed", "nonfinite", "error", "skipped"}, seen
     assert (folder / TARGETS[kind]).read_bytes() == original
 
 

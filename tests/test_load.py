@@ -117,7 +117,7 @@ def test_n_candidates_are_seeded(artifacts):
         assert isinstance(a, list) and len(a) == 3
         assert a == rt.generate("<|task:t2i|>x<|out|>", n=3, temperature=1.0, max_new_tokens=6, seed=1)
         assert a[0] == rt.generate("<|task:t2i|>x<|out|>", temperature=1.0, max_new_tokens=6, seed=1)
-        with pytest.raises(SlmkitError, match="n must be between 1 and 64"):
+        with pytest.raises(SlmkitError, match="n must be a whole number between 1 and 64"):
             rt.generate("x", n=0)
 
 

@@ -1,7 +1,7 @@
 """Sequences of calls, not single calls: every backend keeps state between them (issue: a second
 generate(n=4) with a longer prompt aborted the process; a paused stream blocked every later call).
 
-Each backend runs seeded random call sequences in a watched child process (slmkit.benchmarks.sequences):
+Each backend runs seeded random call sequences in a watched child process (devtools.sequences):
 a native abort or a hang is a failure naming the sequence, not a dead test runner. Checked there: one
 clear SlmkitError or a result; the same context rule everywhere; results that do not depend on the
 calls before them; greedy n=k equal to k copies of the greedy single sequence; paused and abandoned
@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from slmkit import load
-from slmkit.benchmarks.sequences import campaign, fits, sequence
+from devtools.sequences import campaign, fits, sequence
 from slmkit.errors import SlmkitError
 from slmkit.prompts import build_prompt
 

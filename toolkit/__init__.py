@@ -1,9 +1,14 @@
-"""slmkit: deploy small GPT-2 language models to desktop and mobile-class CPUs."""
+"""slmkit: deploy small GPT-2 language models to desktop and mobile-class CPUs.
+
+Folder ``toolkit/``, imported as ``slmkit``: the core (file formats, tokenizer, prompt format, metrics,
+workloads, manifest, device profiles), the loader and the CLI. The other top-level folders are its
+subpackages: ``converters/`` is ``slmkit.converters``, ``runtimes/`` is ``slmkit.runtimes``,
+``benchmarks/`` is ``slmkit.benchmarks`` (see pyproject.toml's package-dir).
+"""
 from __future__ import annotations
 
 from slmkit.errors import SlmkitError
-
-__version__ = "0.1.0"
+from slmkit.version import __version__
 
 __all__ = ["SlmkitError", "__version__", "load"]
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from slmkit import __version__
+from slmkit.version import __version__
 from slmkit.errors import SlmkitError
+from slmkit.prompts import DECODING
 
 MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
 
@@ -93,13 +94,16 @@ def info(model: str | None, as_json: bool) -> None:
 @click.option("--head-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
               help="onnx int4: bits of the output head (an int4 head is known to cause repetition).")
 @click.option("--threads", type=int, default=0, help="Threads (default: all cores).")
+@click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
+              help="Text file (one text per line) the checks compare logits on (default: the demo's held-out texts).")
 def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, embedding_type: str | None,
-             block_size: int, accuracy_level: int, head_bits: str, threads: int) -> None:
+             block_size: int, accuracy_level: int, head_bits: str, threads: int, texts_file: str | None) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
     from pathlib import Path
 
     from slmkit.model_folder import open_model_folder
 
+    texts = check_texts(texts_file)
     folder = open_model_folder(model)
     dest = Path(out) if out else Path("out") / folder.name
     if fmt == "gguf":
@@ -109,7 +113,7 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
         if embedding_type is not None and embedding_type not in EMBEDDING_TYPES:
             raise SlmkitError(f"unknown embedding type {embedding_type!r}; valid: {', '.join(EMBEDDING_TYPES)}")
         quants = list(QUANTS) if quant == "all" else parse_quants(quant) if quant is not None else list(DEFAULT_QUANTS)
-        manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo)
+        manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo, texts=texts)
     else:
         from slmkit.converters.onnx_pipeline import convert_onnx
         from slmkit.converters.onnx_quantize import DEFAULT_PRECISIONS, PRECISIONS, Int4Options, parse_precisions
@@ -118,11 +122,22 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
                       else list(DEFAULT_PRECISIONS))
         opts = Int4Options(block_size, accuracy_level, int(head_bits), embedding_type or "int8")
         opts.check()
-        manifest = convert_onnx(folder, precisions, dest, threads, opts, log=click.echo)
+        manifest = convert_onnx(folder, precisions, dest, threads, opts, log=click.echo, texts=texts)
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
-NO_REPEAT_NGRAM = 3
+CHECK_TEXTS = 27
+
+
+def check_texts(texts_file: str | None) -> list[str]:
+    """The texts quantize-time checks compare logits on: a user's file, or the demo's held-out texts."""
+    if texts_file:
+        from slmkit.workload import read_lines
+
+        return read_lines(texts_file)[:CHECK_TEXTS]
+    from slmkit.demo.dataset import workload
+
+    return list(workload(CHECK_TEXTS).texts)
 
 
 @cli.command()
@@ -132,12 +147,20 @@ NO_REPEAT_NGRAM = 3
 @click.option("--relevance", type=click.Choice(["high", "mid", "low"]), default="high", show_default=True,
               help="Desired reward bucket (upside-down RL control).")
 @click.option("--device", default="cpu", show_default=True, help="Device profile (cpu, mobile, or a user profile).")
-@click.option("-n", "--candidates", "n", type=int, default=1, show_default=True, help="Sampled candidates.")
-@click.option("--temperature", type=float, default=0.7, show_default=True,
+@click.option("-n", "--candidates", "n", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sampled candidates.")
+@click.option("--temperature", type=float, default=DECODING["temperature"], show_default=True,
               help="Sampling temperature (seeded, so repeatable); 0 = greedy, which loops on small models.")
-@click.option("--top-p", type=float, default=0.95, show_default=True)
+@click.option("--top-p", type=float, default=DECODING["top_p"], show_default=True, help="Nucleus sampling (1 = off).")
+@click.option("--min-p", type=float, default=DECODING["min_p"], show_default=True,
+              help="Drop tokens less likely than this share of the most likely one (0 = off).")
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True, help="Sample from the k likeliest (0 = off).")
+@click.option("--presence-penalty", type=float, default=DECODING["presence_penalty"], show_default=True,
+              help="Subtracted from the logit of every token already generated (OpenAI's definition; -2 to 2).")
+@click.option("--frequency-penalty", type=float, default=0.0, show_default=True,
+              help="Subtracted once per earlier occurrence of a generated token (-2 to 2).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--no-repeat-ngram", type=click.IntRange(0, 16), default=NO_REPEAT_NGRAM, show_default=True,
+@click.option("--no-repeat-ngram", type=click.IntRange(0, 16), default=DECODING["no_repeat_ngram"], show_default=True,
               help="Never repeat an N-gram of the generated tokens (0 = off); the same rule on every backend.")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
 @click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated.")
@@ -145,7 +168,9 @@ NO_REPEAT_NGRAM = 3
 @click.option("--no-verify", is_flag=True,
               help="Skip the sha256 check against the manifest (an ONNX file then goes through onnx.checker).")
 def generate(args: tuple[str, ...], task: str, length: str, relevance: str, device: str, n: int,
-             temperature: float, top_p: float, seed: int, no_repeat_ngram: int, max_new_tokens: int,
+             temperature: float, top_p: float, min_p: float, top_k: int, presence_penalty: float,
+             frequency_penalty: float, seed: int, no_repeat_ngram: int,
+             max_new_tokens: int,
              do_stream: bool, as_json: bool, no_verify: bool) -> None:
     """Generate prompts for an intent with a model or artifact (the demo model when omitted)."""
     import time
@@ -153,6 +178,7 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
 
     from slmkit.loader import load
     from slmkit.prompts import build_prompt
+    from slmkit.runtimes.sampling import Sampling
 
     if len(args) > 2:
         raise SlmkitError("expected [ARTIFACT_OR_MODEL] INTENT (quote an intent of several words)")
@@ -160,8 +186,10 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
     if target is None and Path(intent).exists():
         raise SlmkitError(f"missing INTENT after {intent} (usage: slmkit generate [ARTIFACT_OR_MODEL] INTENT)")
     prompt = build_prompt(intent, task, length, relevance)
-    opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+    opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "min_p": min_p,
+            "top_k": top_k, "presence_penalty": presence_penalty, "frequency_penalty": frequency_penalty, "seed": seed,
             "no_repeat_ngram": no_repeat_ngram}
+    Sampling(**{k: v for k, v in opts.items() if k in Sampling.__dataclass_fields__})  # bad values: one line
     with load(target, device=device, verify=not no_verify) as rt:
         t0 = time.perf_counter()
         if do_stream and not as_json and n == 1:
@@ -180,6 +208,22 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
         else:
             for out in outs:
                 click.echo(out)
+
+
+def bench_workload(texts_file: str | None, quick: bool):
+    """The demo's held-out examples, sized for the mode; a user's texts file replaces the scored texts."""
+    from dataclasses import replace
+
+    from slmkit.benchmarks.bench import MODES
+    from slmkit.demo.dataset import workload
+    from slmkit.workload import read_lines
+
+    size = MODES["quick" if quick else "full"]
+    work = workload(size["texts"], size["greedy"], size["intents"])
+    if texts_file:
+        texts = read_lines(texts_file)[:size["texts"]]
+        work = replace(work, texts=tuple(texts), source=f"{texts_file} ({len(texts)} lines)")
+    return work
 
 
 @cli.command()
@@ -218,7 +262,7 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
     if not fmts or any(f not in FORMATS for f in fmts):
         raise SlmkitError(f"unknown format in {formats!r}; valid: {', '.join(FORMATS)}")
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
-                        texts_file=Path(texts_file) if texts_file else None, scorer=scorer, threads=threads,
+                        workload=bench_workload(texts_file, quick), scorer=scorer, threads=threads,
                         reps=reps, verify=not no_verify, model=model)
 
     def progress(items, label):

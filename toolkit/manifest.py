@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from slmkit import __version__
+from slmkit.version import __version__
 from slmkit.files import sha256_file, write_text_atomic
 from slmkit.errors import SlmkitError
 from slmkit.model_folder import ModelFolder

@@ -1,33 +1,41 @@
-"""Quality drift of one model's logits against the reference's, with llama.cpp's definitions.
+"""Quality metrics on logits, shared by the runtimes, the converters' checks and the benchmarks.
+
+Quality drift of one model's logits against the reference's, with llama.cpp's definitions.
 
 As in ``llama-perplexity --kl-divergence``: per token, KL(P_ref || P_test) over the full vocabulary;
-"same top p" is the share of tokens whose argmax agrees; Δp is the change in the probability the test
-model gives the reference's top token. Perplexity is over the tokens actually in the text.
+"same top p" is the share of tokens whose argmax agrees; Δp is the change in the probability of the
+actual next token. Only positions that have a next token count. Perplexity is over the tokens actually
+in the text.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log-probabilities over the last axis, in float64."""
     x = x.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def token_drift(ref_logits: np.ndarray, test_logits: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-position KL, top-1 agreement and Δp for two [T, V] logit arrays of the same tokens."""
+def token_drift(ref_logits: np.ndarray, test_logits: np.ndarray, ids: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per-position KL, top-1 agreement and Δp for two [T, V] logit arrays of the same tokens ``ids``,
+    over the T - 1 positions that have a next token (the last row predicts nothing in the text). Δp is
+    the change in the probability of the actual next token, as llama-perplexity reports it."""
     if ref_logits.shape != test_logits.shape:
         raise ValueError(f"logit shapes differ: {ref_logits.shape} vs {test_logits.shape}")
-    lp_ref, lp_test = _log_softmax(ref_logits), _log_softmax(test_logits)
+    if len(ids) != len(ref_logits):
+        raise ValueError(f"{len(ids)} token ids for {len(ref_logits)} rows of logits")
+    lp_ref, lp_test = log_softmax(ref_logits[:-1]), log_softmax(test_logits[:-1])
     p_ref = np.exp(lp_ref)
     kl = np.maximum((p_ref * (lp_ref - lp_test)).sum(axis=-1), 0.0)
-    top = lp_ref.argmax(axis=-1)
-    rows = np.arange(len(top))
-    return {"kl": kl, "same_top1": top == lp_test.argmax(axis=-1),
-            "delta_p": np.exp(lp_test[rows, top]) - p_ref[rows, top]}
+    rows, nxt = np.arange(len(lp_ref)), np.asarray(ids[1:])
+    return {"kl": kl, "same_top1": lp_ref.argmax(axis=-1) == lp_test.argmax(axis=-1),
+            "delta_p": np.exp(lp_test[rows, nxt]) - p_ref[rows, nxt]}
 
 
 def summarize_drift(per_token: list[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -42,7 +50,7 @@ def summarize_drift(per_token: list[dict[str, np.ndarray]]) -> dict[str, float]:
 
 def nll(logits: np.ndarray, ids: list[int]) -> float:
     """Negative log-likelihood of a sequence's tokens after the first, given [T, V] logits of the sequence."""
-    lp = _log_softmax(logits[:-1])
+    lp = log_softmax(logits[:-1])
     return -float(lp[np.arange(len(ids) - 1), ids[1:]].sum())
 
 

@@ -1,1 +1,2 @@
-"""The shipped demo model: its synthetic task, training and evaluation."""
+"""Folder ``toolkit/demo/``, imported as ``slmkit.demo``: the shipped demo model (``model/``), its
+synthetic task data, training and evaluation."""

@@ -108,6 +108,18 @@ def examples(split: str, n: int, seed: int | None = None, path: Path | None = No
     return rows[:n]
 
 
+def workload(n_texts: int = 27, n_greedy: int = 27, n_intents: int = 27) -> "Workload":
+    """The demo model's default workload: its free-form evaluation examples (texts with outputs, prompts,
+    and a seeded sample of intents)."""
+    from slmkit.workload import Workload
+
+    sampled = examples("eval", n_intents, seed=77)
+    return Workload(texts=tuple(e.text for e in examples("eval", n_texts)),
+                    greedy_prompts=tuple(e.prompt for e in examples("eval", n_greedy)),
+                    sampled=tuple((e.prompt, e.intent) for e in sampled),
+                    source=f"demo held-out examples ({n_texts})")
+
+
 def read_jsonl(path: Path) -> list[Example]:
     """Examples from a JSONL file (``.jsonl.gz`` too)."""
     path = Path(path)
