@@ -7,6 +7,7 @@ The parent only plans, launches and aggregates: machine facts, task-level scorin
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -32,7 +33,7 @@ FORMATS = ("gguf", "onnx")
 
 # Sizes of the two modes: held-out texts scored, greedy prompts, intents sampled, timing repetitions.
 MODES = {
-    "full": {"texts": 108, "greedy": 54, "intents": 27, "reps": 3, "decode_tokens": 64},
+    "full": {"texts": 108, "greedy": 54, "intents": 108, "reps": 3, "decode_tokens": 64},
     "quick": {"texts": 16, "greedy": 9, "intents": 6, "reps": 1, "decode_tokens": 32},
 }
 
@@ -203,6 +204,14 @@ def relative_changes(rows: list[Result], ref: Result, greedy: dict[str, list[str
         for key in ("relevance", "pairwise_distance", "distinct_1", "distinct_2"):
             if key in t and rt.get(key):
                 t[f"{key}_change_pct"] = 100 * (t[key] / rt[key] - 1)  # type: ignore[literal-required]
+        ours, theirs = t.get("relevance_per_intent"), rt.get("relevance_per_intent")
+        if ours and theirs and len(ours) == len(theirs) > 1 and rt.get("relevance"):
+            # what sampling alone moves the change by: the standard error of the per-intent differences
+            # (paired: the same intents, so how hard each intent is cancels out), in percent
+            diff = [a - b for a, b in zip(ours, theirs)]
+            mean = sum(diff) / len(diff)
+            se = math.sqrt(sum((d - mean) ** 2 for d in diff) / (len(diff) - 1) / len(diff))
+            t["relevance_change_se_pct"] = 100 * se / rt["relevance"]
         row["latency"]["speedup_vs_reference"] = row["latency"]["decode_tok_s"] / ref["latency"]["decode_tok_s"]
 
 

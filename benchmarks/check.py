@@ -32,6 +32,7 @@ ABSOLUTE = {
 # mean KL rise.
 RELATIVE = {"max_latency_regression": 10.0, "max_ttft_regression": None, "max_kl_increase": 10.0}
 KL_FLOOR = 1e-5  # KL changes below this are numerical noise, not a regression
+NOISE_SE = 2.0  # a relevance drop within this many standard errors of the sampled change is not a failure
 
 
 @dataclass
@@ -129,6 +130,9 @@ def check_report(report: dict, config: dict | None = None, flags: dict | None = 
             if limit is None or value is None:
                 continue
             value = sign * value
+            if key == "max_relevance_drop" and value > limit and value <= NOISE_SE * row["task"].get(
+                    "relevance_change_se_pct", 0.0):
+                continue  # within what sampling alone moves it: the sample cannot tell this drop from noise
             if (kind == "max" and value > limit) or (kind == "min" and value < limit):
                 label = metric if sign > 0 else metric.replace("_change_pct", "_drop_pct")
                 violations.append(Violation(name, label, float(value), float(limit)))

@@ -133,6 +133,16 @@ def generate_outputs(rt, sc: Scenario) -> dict:
     return {"greedy": greedy, "sampled": sampled}
 
 
+def reserve(fd: int, size: int) -> None:
+    """Allocate a file's blocks now (posix_fallocate where the OS has it; elsewhere, macOS and Windows,
+    write a zero byte at every 4 KiB so that a full disk fails here, not mid-way through a mapping)."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+        return
+    for pos in range(0, size, 4096):
+        os.pwrite(fd, b"\0", pos) if hasattr(os, "pwrite") else (os.lseek(fd, pos, 0), os.write(fd, b"\0"))
+
+
 def score_texts(rt, text_ids: list[list[int]], reference: Path | None, write: Path | None) -> dict:
     """Perplexity of the texts and, given the reference's logits, drift against them. ``write`` stores
     this runtime's logits (the reference's run), rows concatenated over the texts."""
@@ -141,7 +151,7 @@ def score_texts(rt, text_ids: list[list[int]], reference: Path | None, write: Pa
     out = np.lib.format.open_memmap(write, mode="w+", dtype=np.float32, shape=(total, vocab)) if write else None
     if write:  # reserve the blocks: a full disk fails here with ENOSPC, not with SIGBUS while writing the map
         with open(write, "r+b") as f:
-            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            reserve(f.fileno(), os.fstat(f.fileno()).st_size)
     ref = np.load(reference, mmap_mode="r") if reference else None
     loss, count, offset, drift = 0.0, 0, 0, []
     for ids in text_ids:

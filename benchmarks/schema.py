@@ -50,6 +50,8 @@ class Quality(TypedDict, total=False):
 
 class Task(TypedDict, total=False):
     relevance: float
+    relevance_per_intent: list[float]       # mean relevance of each intent's candidates
+    relevance_change_se_pct: float          # standard error of the change (paired over intents)
     pairwise_distance: float
     distinct_1: float
     distinct_2: float
@@ -135,7 +137,7 @@ def validate_report(data: Any, where: str) -> Report:
                 if key not in values:
                     raise ValueError(f"{where}: results[{i}] ({row['name']}) lacks {section}.{key}")
             for key, v in values.items():
-                if v is not None and not isinstance(v, (int, float, bool, dict)):
+                if v is not None and not isinstance(v, (int, float, bool, dict, list)):
                     raise ValueError(f"{where}: results[{i}] ({row['name']}) {section}.{key} has type "
                                      f"{type(v).__name__}")
     return data  # type: ignore[return-value]

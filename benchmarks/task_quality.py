@@ -87,11 +87,14 @@ def task_metrics(intents: list[str], candidates: list[list[str]], scorer: Scorer
     flat = [t for c in candidates for t in c]
     emb = scorer.embed(list(intents) + flat)
     intent_emb, out_emb = emb[:len(intents)], emb[len(intents):]
-    rel, dist, k = [], [], 0
+    rel, dist, per_intent, k = [], [], [], 0
     for i, cands in enumerate(candidates):
         block = out_emb[k:k + len(cands)]
         k += len(cands)
-        rel.extend(block @ intent_emb[i])
+        scores = block @ intent_emb[i]
+        rel.extend(scores)
+        per_intent.append(float(np.mean(scores)) if len(cands) else 0.0)
         dist.extend(1.0 - float(block[a] @ block[b]) for a, b in combinations(range(len(cands)), 2))
-    out.update(relevance=float(np.mean(rel)), pairwise_distance=float(np.mean(dist)) if dist else 0.0)
+    out.update(relevance=float(np.mean(rel)), relevance_per_intent=per_intent,
+               pairwise_distance=float(np.mean(dist)) if dist else 0.0)
     return out

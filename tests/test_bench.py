@@ -111,8 +111,10 @@ def test_check_against_a_baseline(benched, tmp_path):
     assert r.exit_code == 0, r.output
     report, second = (json.loads((d / "report.json").read_text()) for d in (rep, again))
     assert second["created"] >= report["created"] and second["results"][1]["latency"] != report["results"][1]["latency"]
-    violations, checked = check_report(second, baseline=report)
-    assert violations == [] and checked == 2, violations
+    # the same artifacts measured again: quality identical (deterministic scoring); speed is this shared
+    # machine's noise, so its gate is opened here and tested on an exact slowdown below
+    violations, checked = check_report(second, flags={"max_latency_regression": 1000.0}, baseline=report)
+    assert violations == [] and len(checked) == 2, violations
     slower = copy.deepcopy(second)
     slower["results"][1]["latency"]["decode_tok_s"] = report["results"][1]["latency"]["decode_tok_s"] * 0.5
     slower["results"][2]["quality"]["mean_kl"] = report["results"][2]["quality"]["mean_kl"] * 3 + 1e-3
@@ -270,7 +272,21 @@ def test_benchmark_scripts_give_one_line_errors(module, tmp_path):
     import sys
 
     missing = tmp_path / "missing.gguf"
-    r = subprocess.run([sys.executable, "-m", f"slmkit.benchmarks.{module}", str(missing)],
-                       capture_output=True, text=True, timeout=120)
+    from devtools import child_env
+
+    r = subprocess.run([sys.executable, "-m", f"devtools.{module}", str(missing)],
+                       capture_output=True, text=True, timeout=120, env=child_env())
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines() == [f"error: no such GGUF file: {missing}"]
+
+
+def test_a_relevance_drop_within_sampling_noise_is_not_a_failure(benched):
+    """Caught: gating the drop without its standard error failed a q8_0 artifact whose logits match the
+    reference (quick mode samples 6 intents); a drop beyond the noise still fails."""
+    _, rep = benched
+    report = json.loads((rep / "report.json").read_text())
+    row = report["results"][1]
+    row["task"].update(relevance_change_pct=-9.0, relevance_change_se_pct=5.0)
+    assert check_report(report)[0] == []
+    row["task"].update(relevance_change_se_pct=2.0)
+    assert [v.metric for v in check_report(report)[0]] == ["relevance_drop_pct"]

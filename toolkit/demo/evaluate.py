@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--candidates", type=int, default=CANDIDATES, help="sampled outputs per example")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     ap.add_argument("--card", action="store_true", help="(re)write the model folder's MODEL_CARD.md")
-    ap.add_argument("--notes", type=Path, help="Markdown appended to the model card (what it still gets wrong)")
+    ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("card_notes.md"),
+                    help="Markdown appended to the model card (default: card_notes.md beside this module)")
     args = ap.parse_args(argv)
     with ReferenceRuntime(args.model, threads=args.threads) as rt:
         print(f"evaluating {rt.info['model']} (fp16 reference), {args.n} examples per split", flush=True)
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(cols, indent=2) + "\n")
     if args.card:
-        notes = "\n" + args.notes.read_text() if args.notes else ""
+        notes = "\n" + args.notes.read_text() if args.notes.is_file() else ""
         print(f"wrote {write_card(Path(rt.info['file']).parent, cols, notes)}")
 
 if __name__ == "__main__":
