@@ -22,6 +22,8 @@ def quantized(request, tiny_demo, tmp_path_factory) -> tuple[str, Path, float, d
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killing_quantize_keeps_previous_artifacts_whole(quantized, tiny_demo, sig):
+    """Each signal reaches a quantize still running (checked: one that had already finished tests nothing;
+    a delay past the quantize's duration fails here)."""
     fmt, out, seconds, previous = quantized
     for fraction in (0.3, 0.5, 0.7):
         r = interrupt(tiny_demo, fmt, out, sig, seconds * fraction)

@@ -62,6 +62,8 @@ def test_f16_logits_match_reference_and_quants_stay_close(small, quantized):
 
 
 def test_generate_stream_and_seed_through_runtime_and_llama_cpp_directly(small, quantized):
+    """Greedy tokens checked against the sequence re-scored from scratch and against llama.cpp's own loop.
+    Caught: a decode loop that fed the previous token twice."""
     import llama_cpp
 
     out, _ = quantized

@@ -48,6 +48,17 @@ def test_mutated_files_fail_cleanly_or_load(kind, fuzz_base, tiny_demo):
     assert (folder / TARGETS[kind]).read_bytes() == original
 
 
+def test_a_mutation_that_loads_is_checked_against_what_the_original_gives(fuzz_base, tiny_demo):
+    """A flipped bit in the weights' data loads without error but gives other weights: "changed", not
+    "ok". Caught: the campaign's old rule (no exception means loaded correctly) called this "ok"."""
+    folder, original = prepare("safetensors", fuzz_base, tiny_demo)
+    original_fingerprint("safetensors", folder)
+    assert run_case("safetensors", folder, original, "flip", len(original) - 3, 6) == "changed"
+    assert run_case("safetensors", folder, original, "flip", len(original) - 3, 6 + 8) == "changed"  # same flip
+    assert run_case("safetensors", folder, original, "truncate", 4, 0) == "error"
+    assert (folder / TARGETS["safetensors"]).read_bytes() == original
+
+
 def test_mutate_is_deterministic_and_bounded():
     data = bytes(range(256)) * 4
     assert mutate(data, "truncate", 10, 0) == data[:10]
