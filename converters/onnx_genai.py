@@ -3,7 +3,8 @@
 onnxruntime-genai's builder has no GPT-2, but its runtime runs our decoder graph when the config
 declares model type "llama" (measured: type "gpt2" fails) with our input/output names. The config
 must sit beside the model file and the tokenizer, so one folder has one: it points at the smallest
-precision written (int4, else int8, fp16, fp32), and the manifest records which.
+precision the folder holds, from this run or an earlier one (int4, else int8, fp16, fp32), and the
+manifest records which.
 """
 from __future__ import annotations
 

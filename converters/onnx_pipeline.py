@@ -15,7 +15,7 @@ from slmkit.converters.checks import (cache_consistency, fidelity, onnx_checker,
 from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
 from slmkit.converters.onnx_quantize import Int4Options, write_precision
 from slmkit.converters.output import Conversion, artifact_entry
-from slmkit.manifest import update_manifest
+from slmkit.manifest import read_manifest, update_manifest
 from slmkit.model_folder import ModelFolder
 
 
@@ -44,7 +44,10 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
         for precision in precisions:
             if precision != "fp32":
                 write_one(folder, run, precision, int4, texts, threads, log)
-    target = write_genai_config(folder, out, {e["quant"]: name for name, e in run.entries.items()})
+    # every ONNX artifact the folder holds now (earlier runs' too), not only this run's
+    listed = read_manifest(out).get("artifacts", {})
+    target = write_genai_config(folder, out, {e["quant"]: name for name, e in listed.items()
+                                              if e.get("format") == "onnx" and (out / name).is_file()})
     if target:
         checks["genai_config"] = {"file": GENAI_CONFIG, "model": target, "passed": True}
         log(f"wrote {GENAI_CONFIG} (onnxruntime-genai runs {target})")

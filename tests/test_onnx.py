@@ -217,3 +217,14 @@ def test_models_past_2gb_keep_weights_as_external_data(tiny_demo, tmp_path, monk
     assert sorted(p.name for p in (tmp_path / "q").glob("*.onnx*")) == [f"{tiny_demo.name}-int8.onnx",
                                                                          f"{tiny_demo.name}-int8.onnx.data"]
     assert not list((tmp_path / "q").glob(".slmkit-*"))
+
+
+def test_genai_config_keeps_the_smallest_precision_across_runs(tiny_demo, tmp_path):
+    """int4 first, then fp32 into the same folder: the config still names int4 (it used to follow the
+    latest run and name fp32)."""
+    quantize_ok(tiny_demo, tmp_path, "--format", "onnx", "--quant", "int4")
+    quantize_ok(tiny_demo, tmp_path, "--format", "onnx", "--quant", "fp32")
+    cfg = json.loads((tmp_path / "genai_config.json").read_text())
+    assert cfg["model"]["decoder"]["filename"] == f"{tiny_demo.name}-int4.onnx"
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["checks"]["onnx"]["genai_config"]["model"] == f"{tiny_demo.name}-int4.onnx"
