@@ -121,7 +121,7 @@ def build_gpt2(folder: ModelFolder, weight_dtype: type = np.float32):
         hidden = g.one("Gelu", [linear(ln(x, p + ".ln_2"), p + ".mlp.c_fc")], approximate="tanh")
         x = g.one("Add", [x, linear(hidden, p + ".mlp.c_proj")])
     x = ln(x, "ln_f")
-    head = g.weight("lm_head", w["wte.weight"].T)
+    head = g.weight("lm_head", w.get("lm_head.weight", w["wte.weight"]).T)  # untied: its own head
     g.nodes.append(helper.make_node("MatMul", [x, head], ["logits"], name=HEAD_NODE))
 
     graph = helper.make_graph(g.nodes, "gpt2", inputs, outputs, g.inits)

@@ -29,6 +29,8 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
     """Write and check every precision (logits against the fp16 reference on ``texts``); returns the
     updated manifest."""
     texts = list(texts)
+    if int4 is not None and "int4" in precisions:
+        int4.check(folder)  # before anything is written
     fp32 = out / artifact_name(folder, "fp32")
     with Conversion(folder, out, fp32, "fp32" in precisions, "fp32") as run:
         t0 = time.time()

@@ -34,7 +34,11 @@ class Int4Options:
     # output head's own tensor, stored once: smallest, needs head_bits 4); fp32
     embedding: str = "int8"
 
-    def check(self) -> None:
+    def check(self, folder: ModelFolder | None = None) -> None:
+        """One clear error for settings that cannot work (on ``folder``'s model, when given)."""
+        if folder is not None and self.embedding == "shared" and not folder.shape.tie_word_embeddings:
+            raise SlmkitError(f"{folder.path}: --embedding-type shared needs a tied embedding and head; this "
+                              "model's lm_head is its own (tie_word_embeddings false)")
         if self.block_size not in (16, 32, 64, 128, 256):
             raise SlmkitError(f"int4 block size must be 16, 32, 64, 128 or 256, got {self.block_size}")
         if self.accuracy_level not in (0, 1, 2, 3, 4):
@@ -172,7 +176,7 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
         settings.update(weights="int8 dynamic, per channel", embedding="int8")
     elif precision == "int4":
         opts = int4 or Int4Options()
-        opts.check()
+        opts.check(folder)
         model = _int4(model, opts)
         if opts.embedding == "int8":
             model = _int8(model, ("Gather",))

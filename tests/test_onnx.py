@@ -228,3 +228,22 @@ def test_genai_config_keeps_the_smallest_precision_across_runs(tiny_demo, tmp_pa
     assert cfg["model"]["decoder"]["filename"] == f"{tiny_demo.name}-int4.onnx"
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["checks"]["onnx"]["genai_config"]["model"] == f"{tiny_demo.name}-int4.onnx"
+
+
+def test_an_untied_output_head(tmp_path):
+    """A GPT-2 whose lm_head is its own tensor: ONNX uses it (every precision passes the logit check
+    against the fp16 reference, which failed with "logits differ by 1.4" when the graph reused the
+    embedding); GGUF and a shared int4 embedding/head refuse it in one line naming the cause."""
+    from slmkit.synthetic import write_random_gpt2
+
+    untied = write_random_gpt2(tmp_path / "untied", n_embd=64, n_layer=1, n_head=4, tie_word_embeddings=False)
+    out = tmp_path / "onnx"
+    quantize_ok(untied, out, "--format", "onnx", "--quant", "fp32,int8,int4")
+    text = build_prompt("cozy cabin wallpaper") + "a cozy cabin"
+    with ReferenceRuntime(untied, threads=1) as ref, OnnxRuntime(out / "untied-fp32.onnx", threads=1) as rt:
+        assert np.abs(rt.score(text) - ref.score(text)).max() < 1e-3
+    for args, message in ((["--format", "gguf"], "untied lm_head"),
+                          (["--format", "onnx", "--quant", "int4", "--embedding-type", "shared", "--head-bits", "4"],
+                           "needs a tied embedding and head")):
+        r = CliRunner().invoke(cli, ["quantize", str(untied), "--out", str(tmp_path / "x"), *args])
+        assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -72,8 +72,9 @@ def _write_demo_tokenizer_files(folder: Path) -> int:
 def write_random_gpt2(folder: str | Path, *, n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
                       n_inner: int | None = None, n_positions: int = 256, tokenizer: str = "demo",
                       added_tokens: list[str] | None = None, dtype: str = "float16", seed: int = 0,
-                      weights: str = "safetensors") -> Path:
-    """Write config.json, weights and tokenizer of a random GPT-2 into ``folder``; returns it."""
+                      weights: str = "safetensors", tie_word_embeddings: bool = True) -> Path:
+    """Write config.json, weights and tokenizer of a random GPT-2 into ``folder``; returns it. Untied: an
+    ``lm_head.weight`` of its own, as Hugging Face stores it (outside ``transformer.``)."""
     from safetensors.numpy import save_file
 
     folder = Path(folder)
@@ -92,7 +93,7 @@ def write_random_gpt2(folder: str | Path, *, n_embd: int = 64, n_layer: int = 2,
     cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": vocab_size,
            "n_positions": n_positions, "n_embd": n_embd, "n_layer": n_layer, "n_head": n_head,
            "n_inner": n_inner, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
-           "bos_token_id": eos, "eos_token_id": eos, "tie_word_embeddings": True}
+           "bos_token_id": eos, "eos_token_id": eos, "tie_word_embeddings": tie_word_embeddings}
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     shape = Gpt2Shape.from_config(cfg, folder)
     rng = np.random.default_rng(seed)
@@ -100,7 +101,7 @@ def write_random_gpt2(folder: str | Path, *, n_embd: int = 64, n_layer: int = 2,
     for name, dims in shape.tensor_shapes().items():
         is_norm_gain = name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
         arr = (1.0 if is_norm_gain else 0.0) + (0.1 if is_norm_gain else 0.02) * rng.standard_normal(dims)
-        tensors["transformer." + name] = arr.astype(dtype)
+        tensors[name if name == "lm_head.weight" else "transformer." + name] = arr.astype(dtype)
     if weights == "safetensors":
         save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     elif weights == "pytorch":
