@@ -84,6 +84,17 @@ def interrupt(model: Path, fmt: str, out: Path, sig: int, delay_s: float) -> dic
             "running_when_signalled": running}
 
 
+def interrupt_running(model: Path, fmt: str, out: Path, sig: int, delay_s: float, tries: int = 4) -> dict:
+    """:func:`interrupt`, with the delay halved while the quantize finishes before the signal (this
+    machine's speed drifts, so a delay measured once can outlast a later run)."""
+    for _ in range(tries):
+        r = interrupt(model, fmt, out, sig, delay_s)
+        if r["running_when_signalled"]:
+            break
+        delay_s /= 2
+    return r
+
+
 def disk_full(model: Path, fmt: str, out: Path, limit: int) -> dict:
     """Quantize with every file capped at ``limit`` bytes (writes past it fail with EFBIG, as on a full disk)."""
     def cap() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.faults import artifact_hashes, disk_full, folder_problems, interrupt, leftover_temps, timed_quantize
+from devtools.faults import (artifact_hashes, disk_full, folder_problems, interrupt, interrupt_running, leftover_temps,
+                             timed_quantize)
 
 
 @pytest.fixture(scope="module", params=["gguf", "onnx"])
@@ -22,11 +23,11 @@ def quantized(request, tiny_demo, tmp_path_factory) -> tuple[str, Path, float, d
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killing_quantize_keeps_previous_artifacts_whole(quantized, tiny_demo, sig):
-    """Each signal reaches a quantize still running (checked: one that had already finished tests nothing;
-    a delay past the quantize's duration fails here)."""
+    """Each signal reaches a quantize still running: one that had already finished tests nothing, so the
+    delay is halved until the signal lands while it runs, and the test fails if it never does."""
     fmt, out, seconds, previous = quantized
     for fraction in (0.3, 0.5, 0.7):
-        r = interrupt(tiny_demo, fmt, out, sig, seconds * fraction)
+        r = interrupt_running(tiny_demo, fmt, out, sig, seconds * fraction)
         assert r["running_when_signalled"] and r["returncode"] != 0, (fraction, r)  # it was interrupted
         assert folder_problems(out, previous) == [], (fraction, r)
         if sig == signal.SIGINT:  # Ctrl-C: one line, temporary files cleaned up
