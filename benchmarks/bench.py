@@ -26,7 +26,7 @@ from slmkit.manifest import MANIFEST, read_manifest, verify_sha256
 from slmkit.model_folder import ModelFolder, open_model_folder
 from slmkit.profiles import get_profile
 from slmkit.version import __version__
-from slmkit.workload import Workload
+from slmkit.workload import CHECK_TEXTS, Workload
 
 REFERENCE = "reference"
 FORMATS = ("gguf", "onnx")
@@ -143,9 +143,9 @@ def workload_of(opts: BenchOptions) -> Workload:
     return opts.workload
 
 
-def check_texts(opts: BenchOptions, n: int = 27) -> list[str]:
-    """The texts the converters' checks use when bench quantizes: the workload's first ``n``."""
-    return list(workload_of(opts).texts[:n])
+def check_texts(opts: BenchOptions) -> list[str]:
+    """The texts the converters' checks use when bench quantizes: the workload's first ones."""
+    return list(workload_of(opts).texts[:CHECK_TEXTS])
 
 
 def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tuple[Scenario, dict, list[str]]:
@@ -169,8 +169,7 @@ def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tupl
     settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": work.source,
                 "scored_tokens": sum(len(i) - 1 for i in text_ids), "greedy_prompts": len(greedy),
                 "greedy_tokens": sc.greedy_tokens, "sampled_intents": len(sample), "candidates": sc.candidates,
-                "sample_tokens": sc.sample_tokens, "temperature": sc.temperature, "top_p": sc.top_p,
-                "min_p": sc.min_p, "presence_penalty": sc.presence_penalty, "no_repeat_ngram": sc.no_repeat_ngram, "seed": sc.seed,
+                "sample_tokens": sc.sample_tokens, **sc.sampling, "seed": sc.seed,
                 "prompt_lengths": list(sc.prompt_lengths), "decode_tokens": sc.decode_tokens, "reps": sc.reps,
                 "verify_sha256": opts.verify}
     return sc, settings, [intent for _, intent in sample]

@@ -11,28 +11,38 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from slmkit.benchmarks.schema import Report, validate_report
 from slmkit.errors import UnusableInput
 
 CONFIG_NAME = "slmkit-check.toml"
 
-# name -> (section, metric, "max" or "min", default, sign applied to the metric before comparing)
+class Gate(NamedTuple):
+    """One absolute threshold on a report field."""
+    section: str
+    metric: str
+    kind: str                   # "max" or "min"
+    default: float | None
+    sign: float                 # applied to the metric before comparing (-1: a change gated as a drop)
+    noise: str | None = None    # the field holding the metric's standard error, when it is sampled
+
+
 ABSOLUTE = {
-    "max_kl": ("quality", "mean_kl", "max", 0.05, 1.0),
-    "max_p99_kl": ("quality", "p99_kl", "max", None, 1.0),
-    "max_ppl_increase": ("quality", "ppl_change_pct", "max", 5.0, 1.0),
-    "min_top1": ("quality", "same_top1", "min", 0.90, 1.0),
-    "min_greedy_agreement": ("quality", "greedy_agreement", "min", None, 1.0),
-    "max_relevance_drop": ("task", "relevance_change_pct", "max", 6.0, -1.0),
-    "max_diversity_drop": ("task", "pairwise_distance_change_pct", "max", None, -1.0),
-    "max_peak_rss_mb": ("memory", "peak_rss_mb", "max", None, 1.0),
+    "max_kl": Gate("quality", "mean_kl", "max", 0.05, 1.0),
+    "max_p99_kl": Gate("quality", "p99_kl", "max", None, 1.0),
+    "max_ppl_increase": Gate("quality", "ppl_change_pct", "max", 5.0, 1.0),
+    "min_top1": Gate("quality", "same_top1", "min", 0.90, 1.0),
+    "min_greedy_agreement": Gate("quality", "greedy_agreement", "min", None, 1.0),
+    "max_relevance_drop": Gate("task", "relevance_change_pct", "max", 6.0, -1.0, noise="relevance_change_se_pct"),
+    "max_diversity_drop": Gate("task", "pairwise_distance_change_pct", "max", None, -1.0),
+    "max_peak_rss_mb": Gate("memory", "peak_rss_mb", "max", None, 1.0),
 }
 # Gates on the change from a baseline report, in percent: decode tok/s drop, time-to-first-token rise,
 # mean KL rise.
 RELATIVE = {"max_latency_regression": 10.0, "max_ttft_regression": None, "max_kl_increase": 10.0}
 KL_FLOOR = 1e-5  # KL changes below this are numerical noise, not a regression
-NOISE_SE = 2.0  # a relevance drop within this many standard errors of the sampled change is not a failure
+NOISE_SE = 2.0  # a sampled metric's breach within this many of its standard errors is not a failure
 
 
 @dataclass
@@ -98,7 +108,7 @@ def find_config(report: dict) -> Path | None:
 
 
 def thresholds_for(name: str, config: dict, flags: dict) -> dict:
-    base = {k: spec[3] for k, spec in ABSOLUTE.items()} | RELATIVE
+    base = {k: gate.default for k, gate in ABSOLUTE.items()} | RELATIVE
     general = {k: v for k, v in config.items() if k != "artifacts"}
     per_artifact = config.get("artifacts", {}).get(name, {})
     return base | general | per_artifact | {k: v for k, v in flags.items() if v is not None}
@@ -125,17 +135,18 @@ def check_report(report: dict, config: dict | None = None, flags: dict | None = 
         if row["memory"].get("within_budget") is False:
             violations.append(Violation(name, "peak_rss_mb over the profile budget", float(row["memory"]["peak_rss_mb"]),
                                         float(row["memory"]["budget_mb"])))
-        for key, (section, metric, kind, _default, sign) in ABSOLUTE.items():
-            limit, value = limits.get(key), row.get(section, {}).get(metric)
+        for key, gate in ABSOLUTE.items():
+            section = row.get(gate.section, {})
+            limit, value = limits.get(key), section.get(gate.metric)
             if limit is None or value is None:
                 continue
-            value = sign * value
-            if key == "max_relevance_drop" and value > limit and value <= NOISE_SE * row["task"].get(
-                    "relevance_change_se_pct", 0.0):
-                continue  # within what sampling alone moves it: the sample cannot tell this drop from noise
-            if (kind == "max" and value > limit) or (kind == "min" and value < limit):
-                label = metric if sign > 0 else metric.replace("_change_pct", "_drop_pct")
-                violations.append(Violation(name, label, float(value), float(limit)))
+            value = gate.sign * value
+            if not ((gate.kind == "max" and value > limit) or (gate.kind == "min" and value < limit)):
+                continue
+            if gate.noise and value <= NOISE_SE * section.get(gate.noise, 0.0):
+                continue  # within what sampling alone moves it: the sample cannot tell this from noise
+            label = gate.metric if gate.sign > 0 else gate.metric.replace("_change_pct", "_drop_pct")
+            violations.append(Violation(name, label, float(value), float(limit)))
         if baseline is not None:
             violations.extend(_against_baseline(name, row, old.get(name), limits))
     if baseline is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from slmkit.benchmarks.schema import Report, Result
 from slmkit.files import write_text_atomic
+from slmkit.runtimes.sampling import Sampling
 
 
 def _f(x: float | None, fmt: str, scale: float = 1.0) -> str:
@@ -64,6 +65,7 @@ def _table(rows: list[Result], columns: list) -> str:
 def markdown(report: Report) -> str:
     m, p, s = report["machine"], report["profile"], report["settings"]
     budget = f", memory budget {p['memory_budget_mb']:.0f} MiB" if p["memory_budget_mb"] else ""
+    sampling = ", ".join(f"{k} {s[k]}" for k in Sampling.__dataclass_fields__ if k in s)
     head = [f"# slmkit bench: {report['model']['name']}, profile {p['name']}",
             "",
             f"{m['cpu']}, {m['physical_cores']} physical cores, {p['threads']} threads{budget}; measured memory "
@@ -72,9 +74,8 @@ def markdown(report: Report) -> str:
             "",
             f"Quality: {s['scored_tokens']} tokens of {s['texts_source']} scored by every runtime (same ids); "
             f"greedy agreement over {s['greedy_prompts']} prompts x {s['greedy_tokens']} tokens; relevance and "
-            f"diversity over {s['sampled_intents']} intents x {s['candidates']} candidates (T={s['temperature']}, "
-            f"top-p {s['top_p']}, min-p {s.get('min_p', 0)}, presence penalty {s.get('presence_penalty', 0)}, no-repeat n-gram "
-            f"{s.get('no_repeat_ngram', 0)}), scorer {s['scorer']}. Changes are against the fp16 reference (transformers).",
+            f"diversity over {s['sampled_intents']} intents x {s['candidates']} candidates ({sampling}), "
+            f"scorer {s['scorer']}. Changes are against the fp16 reference (transformers).",
             "", "## Memory and latency", "", _table(report["results"], SPEED_COLUMNS),
             "", "## Quality drift against the fp16 reference", "", _table(report["results"], QUALITY_COLUMNS), ""]
     return "\n".join(head)

@@ -31,11 +31,7 @@ class Scenario:
     sample_prompts: list[str] = field(default_factory=list)
     candidates: int = 4
     sample_tokens: int = 48
-    temperature: float = float(DECODING["temperature"])  # the CLI's default sampling
-    top_p: float = float(DECODING["top_p"])
-    min_p: float = float(DECODING["min_p"])
-    presence_penalty: float = float(DECODING["presence_penalty"])
-    no_repeat_ngram: int = int(DECODING["no_repeat_ngram"])
+    sampling: dict = field(default_factory=lambda: dict(DECODING))  # the CLI's default sampling
     seed: int = 0
     prompt_lengths: tuple[int, ...] = (32, 128)
     decode_tokens: int = 64
@@ -126,9 +122,7 @@ def generate_outputs(rt, sc: Scenario) -> dict:
     greedy = [rt.generate(p, max_new_tokens=sc.greedy_tokens) for p in sc.greedy_prompts]
     sampled = []
     for k, p in enumerate(sc.sample_prompts):
-        out = rt.generate(p, n=sc.candidates, max_new_tokens=sc.sample_tokens, temperature=sc.temperature,
-                          top_p=sc.top_p, min_p=sc.min_p, presence_penalty=sc.presence_penalty,
-                          no_repeat_ngram=sc.no_repeat_ngram, seed=sc.seed + 100 * k)
+        out = rt.generate(p, n=sc.candidates, max_new_tokens=sc.sample_tokens, seed=sc.seed + 100 * k, **sc.sampling)
         sampled.append([out] if isinstance(out, str) else out)
     return {"greedy": greedy, "sampled": sampled}
 
@@ -140,7 +134,8 @@ def reserve(fd: int, size: int) -> None:
         os.posix_fallocate(fd, 0, size)
         return
     for pos in range(0, size, 4096):
-        os.pwrite(fd, b"\0", pos) if hasattr(os, "pwrite") else (os.lseek(fd, pos, 0), os.write(fd, b"\0"))
+        os.lseek(fd, pos, os.SEEK_SET)
+        os.write(fd, b"\0")
 
 
 def score_texts(rt, text_ids: list[list[int]], reference: Path | None, write: Path | None) -> dict:

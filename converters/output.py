@@ -25,6 +25,12 @@ def copy_tokenizer(source: ModelFolder, out: Path) -> list[str]:
     return copied
 
 
+def remove_artifact(path: Path) -> None:
+    """Delete an artifact file and, for ONNX, its external-data file beside it."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
+
+
 def artifact_entry(path: Path, fmt: str, quant: str, started: float, **extra: object) -> dict:
     """A manifest entry for a finished artifact file."""
     return {"format": fmt, "quant": quant, "bytes": path.stat().st_size, "sha256": sha256_file(path),
@@ -53,8 +59,7 @@ class Landing:
         listed = read_manifest(self.out).get("artifacts", {})
         for path in self._placed:
             if path.name not in listed:
-                path.unlink(missing_ok=True)
-                path.with_name(path.name + ".data").unlink(missing_ok=True)  # ONNX external data
+                remove_artifact(path)
 
 
 def parse_type_list(spec: str, valid: tuple[str, ...] | list[str], what: str) -> list[str]:
@@ -97,8 +102,7 @@ class Conversion:
                 self.landing.discard_unrecorded()
         finally:
             if not self.keep:
-                self.source.unlink(missing_ok=True)
-                self.source.with_name(self.source.name + ".data").unlink(missing_ok=True)  # ONNX external data
+                remove_artifact(self.source)
 
     @property
     def entries(self) -> dict[str, dict]:

@@ -23,10 +23,8 @@ import time
 from pathlib import Path
 
 from devtools import child_env
-from slmkit.demo.dataset import workload
 from slmkit.errors import SlmkitError, run_script
 
-TEXTS = workload(8).texts  # the converters' checks compare logits on these
 KINDS = ("gguf", "onnx", "safetensors", "config", "tokenizer", "vocab", "merges", "added_tokens")
 BYTE_OPS = ("truncate", "flip", "u32", "u64", "zero", "duplicate")
 JSON_OPS = ("json_value", "json_drop")
@@ -113,14 +111,16 @@ def prepare(kind: str, base: Path, model: Path | None = None) -> tuple[Path, byt
     if kind in ("gguf", "onnx"):
         from slmkit.converters.gguf_pipeline import convert_gguf
         from slmkit.converters.onnx_pipeline import convert_onnx
+        from slmkit.demo.dataset import workload
         from slmkit.model_folder import open_model_folder
 
+        texts = workload(8).texts  # few: the checks run once per kind, outside the timed cases
         built = base / f"{kind}-built"
         folder_ = open_model_folder(src)
         if kind == "gguf":
-            manifest = convert_gguf(folder_, ["q8_0"], built, 1, log=lambda _m: None, texts=TEXTS)
+            manifest = convert_gguf(folder_, ["q8_0"], built, 1, log=lambda _m: None, texts=texts)
         else:
-            manifest = convert_onnx(folder_, ["int8"], built, 1, log=lambda _m: None, texts=TEXTS)
+            manifest = convert_onnx(folder_, ["int8"], built, 1, log=lambda _m: None, texts=texts)
         shutil.copytree(built, folder)
         name = next(iter(n for n in manifest["artifacts"] if n.endswith(kind)))
         (folder / "manifest.json").unlink()

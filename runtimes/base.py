@@ -17,7 +17,7 @@ import numpy as np
 
 from slmkit.errors import SlmkitError
 from slmkit.metrics import log_softmax
-from slmkit.runtimes.sampling import Sampling
+from slmkit.runtimes.sampling import Sampling, is_whole_number
 from slmkit.tokenizer import TextTokenizer
 
 class _Sequence:
@@ -228,7 +228,7 @@ class Runtime(ABC):
         sampled with seed ``seed + i``. Other arguments as :meth:`stream`."""
         if n == 1:
             return "".join(self.stream(prompt, **kwargs))
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 64:
+        if not (is_whole_number(n) and 1 <= n <= 64):
             raise SlmkitError(f"n must be a whole number between 1 and 64, got {n}")
         seed = kwargs.pop("seed", 0)
         if self.batched:

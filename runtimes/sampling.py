@@ -56,6 +56,11 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: floa
     return int(order[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(order) - 1)])
 
 
+def is_whole_number(x: object) -> bool:
+    """An int (NumPy's too), not a bool."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
 @dataclass(frozen=True)
 class Sampling:
     """One call's sampling settings. Greedy when temperature is 0; penalties as OpenAI's API defines
@@ -73,7 +78,7 @@ class Sampling:
         if not (t == 0.0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
             raise SlmkitError(f"temperature must be 0 (greedy) or between {MIN_TEMPERATURE} and {MAX_TEMPERATURE:g}, "
                               f"got {t}")
-        if isinstance(self.top_k, bool) or not (isinstance(self.top_k, (int, np.integer)) and self.top_k >= 0):
+        if not (is_whole_number(self.top_k) and self.top_k >= 0):
             raise SlmkitError(f"top_k must be a whole number >= 0 (0 = off), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise SlmkitError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
@@ -82,8 +87,7 @@ class Sampling:
         for name in ("presence_penalty", "frequency_penalty"):
             if not -MAX_PENALTY <= getattr(self, name) <= MAX_PENALTY:
                 raise SlmkitError(f"{name} must be between -{MAX_PENALTY:g} and {MAX_PENALTY:g}, got {getattr(self, name)}")
-        if isinstance(self.no_repeat_ngram, bool) or not (isinstance(self.no_repeat_ngram, (int, np.integer))
-                                                           and 0 <= self.no_repeat_ngram <= 16):
+        if not (is_whole_number(self.no_repeat_ngram) and 0 <= self.no_repeat_ngram <= 16):
             raise SlmkitError(f"no_repeat_ngram must be a whole number between 0 (off) and 16, got {self.no_repeat_ngram}")
 
     def sampler(self, seed: int | None) -> "Sampler":

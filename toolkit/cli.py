@@ -100,7 +100,6 @@ def info(model: str | None, as_json: bool) -> None:
 def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, embedding_type: str | None,
              block_size: int, accuracy_level: int, head_bits: str, threads: int, texts_file: str | None) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
-
     from slmkit.model_folder import open_model_folder
 
     texts = check_texts(texts_file)
@@ -126,14 +125,11 @@ def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, em
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
-CHECK_TEXTS = 27
-
-
 def check_texts(texts_file: str | None) -> list[str]:
     """The texts quantize-time checks compare logits on: a user's file, or the demo's held-out texts."""
-    if texts_file:
-        from slmkit.workload import read_lines
+    from slmkit.workload import CHECK_TEXTS, read_lines
 
+    if texts_file:
         return read_lines(texts_file)[:CHECK_TEXTS]
     from slmkit.demo.dataset import workload
 
@@ -273,7 +269,6 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
           model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, reps: int | None,
           no_verify: bool, no_plots: bool) -> None:
     """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
-
     from slmkit.benchmarks.bench import FORMATS, BenchOptions, run_bench
     from slmkit.benchmarks.report import markdown, write_report
 
@@ -324,7 +319,6 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
 @click.option("--max-kl-increase", type=float, default=None, help="With --baseline: max mean KL increase in % (default 10).")
 def check(report: str, baseline: str | None, config_file: str | None, **flags: float | None) -> None:
     """Gate a bench report on quality thresholds: exit 0 pass, 1 a threshold broken, 2 unusable input."""
-
     from slmkit.benchmarks.check import check_report, find_config, read_config, read_report
 
     path = Path(report)

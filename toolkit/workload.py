@@ -11,6 +11,8 @@ from pathlib import Path
 
 from slmkit.errors import SlmkitError
 
+CHECK_TEXTS = 27  # how many texts the converters' checks compare logits on
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -18,10 +20,6 @@ class Workload:
     greedy_prompts: tuple[str, ...]         # greedy continuations compared with the reference's
     sampled: tuple[tuple[str, str], ...]    # (prompt, intent): candidates scored for relevance and diversity
     source: str                             # where the texts came from, for reports
-
-    @property
-    def intents(self) -> list[str]:
-        return [intent for _, intent in self.sampled]
 
 
 def read_lines(path: str | Path, what: str = "texts") -> list[str]:

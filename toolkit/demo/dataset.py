@@ -34,6 +34,7 @@ from slmkit.demo.words import (ARTIFACTS, DATA, QUALITIES, SEARCH_SUFFIXES, STYL
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket
+from slmkit.workload import CHECK_TEXTS, Workload
 
 GENERATOR_VERSION = 3
 TRAIN_SEED = 1234
@@ -108,11 +109,9 @@ def examples(split: str, n: int, seed: int | None = None, path: Path | None = No
     return rows[:n]
 
 
-def workload(n_texts: int = 27, n_greedy: int = 27, n_intents: int = 27) -> "Workload":
+def workload(n_texts: int = CHECK_TEXTS, n_greedy: int = 27, n_intents: int = 27) -> Workload:
     """The demo model's default workload: its free-form evaluation examples (texts with outputs, prompts,
     and a seeded sample of intents)."""
-    from slmkit.workload import Workload
-
     sampled = examples("eval", n_intents, seed=77)
     return Workload(texts=tuple(e.text for e in examples("eval", n_texts)),
                     greedy_prompts=tuple(e.prompt for e in examples("eval", n_greedy)),

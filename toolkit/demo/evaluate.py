@@ -144,8 +144,7 @@ def markdown(cols: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-SAMPLED = {k: v for k, v in DECODING.items() if k != "no_repeat_ngram"}  # the CLI's default sampling
-GREEDY = {"temperature": 0.0, "presence_penalty": DECODING["presence_penalty"]}  # `--temperature 0`
+GREEDY = DECODING | {"temperature": 0.0}  # `slmkit generate --temperature 0`: the other rules still apply
 CANDIDATES = 4  # sampled outputs per example, as the paper draws several candidates per intent
 BARS = {"relevance_ratio": 0.9, "carries_word": 0.95, "repeats": 0.05, "margin": 0.08}
 
@@ -163,7 +162,7 @@ def run_all(runtime: Runtime, n: int, no_repeat_ngram: int = DECODING["no_repeat
         out[f"{name}, greedy"] = evaluate(runtime, n, log_every, split=split, scorer=scorer,
                                           decoding=GREEDY | {"no_repeat_ngram": no_repeat_ngram})
         out[f"{name}, sampled"] = evaluate(runtime, n, log_every, split=split, scorer=scorer, candidates=candidates,
-                                           decoding=SAMPLED | {"no_repeat_ngram": no_repeat_ngram})
+                                           decoding=DECODING | {"no_repeat_ngram": no_repeat_ngram})
     return out
 
 
