@@ -11,6 +11,7 @@ import threading
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,15 @@ from slmkit.errors import SlmkitError
 from slmkit.metrics import log_softmax
 from slmkit.runtimes.sampling import Sampling, is_whole_number
 from slmkit.tokenizer import TextTokenizer
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of generated text and where its generation stands (what a server reports per token)."""
+    text: str
+    prompt_tokens: int           # the prompt's length in tokens (after truncation)
+    tokens: int                  # tokens generated so far
+    finish: str | None = None    # on the last chunk only: "stop" (end-of-text or a stop string) or "length"
+
 
 class _Sequence:
     """The identity of one stream's sequence (weakly referenced: an abandoned stream's parked state goes
@@ -199,11 +209,22 @@ class Runtime(ABC):
         context is an error unless ``truncate`` (then its oldest tokens are dropped). ``sampling``: the
         fields of :class:`~slmkit.runtimes.sampling.Sampling` (temperature, top_k, top_p, min_p,
         presence_penalty, frequency_penalty, no_repeat_ngram); greedy by default."""
+        for chunk in self.stream_chunks(prompt, max_new_tokens=max_new_tokens, seed=seed, stop=stop,
+                                        truncate=truncate, **sampling):
+            if chunk.text:
+                yield chunk.text
+
+    def stream_chunks(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, seed: int | None = 0,
+                      stop: Sequence[str] = (), truncate: bool = False, **sampling: Any) -> Iterator[Chunk]:
+        """:meth:`stream` as :class:`Chunk` s: each piece with the token count so far; the last chunk (its
+        text may be empty) says why generation ended."""
         settings = sampling_settings(sampling)
-        text, sent = "", ""
+        n_prompt = len(self._prompt_ids(prompt, max_new_tokens, truncate))
+        text, sent, count = "", "", 0
         window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
         hold = max((len(s) for s in stop if s), default=1) - 1  # text that may still become a stop string
         for tok in self._token_stream(prompt, max_new_tokens, settings, seed, truncate):
+            count += 1
             window.append(tok)
             piece = self.tokenizer.decode(window)  # byte-level BPE: pieces decode independently
             if piece.endswith("\ufffd"):
@@ -212,16 +233,17 @@ class Runtime(ABC):
             text += piece
             cut = stop_index(text, stop)
             if cut is not None:
-                if cut > len(sent):
-                    yield text[len(sent):cut]
+                yield Chunk(text[len(sent):cut] if cut > len(sent) else "", n_prompt, count, "stop")
                 return
             safe = len(text) - hold
             if safe > len(sent):
-                yield text[len(sent):safe]
+                yield Chunk(text[len(sent):safe], n_prompt, count)
                 sent = text[:safe]
         text += self.tokenizer.decode(window) if window else ""
-        if len(text) > len(sent):
-            yield text[len(sent):]
+        cut = stop_index(text, stop)
+        end = len(text) if cut is None else cut
+        yield Chunk(text[len(sent):end] if end > len(sent) else "", n_prompt, count,
+                    "length" if count == max_new_tokens and cut is None else "stop")
 
     def generate(self, prompt: str | Sequence[int], *, n: int = 1, **kwargs: Any) -> str | list[str]:
         """The generated text (the prompt excluded); a list of ``n`` candidates when ``n`` > 1, candidate i

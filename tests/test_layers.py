@@ -1,8 +1,8 @@
 """No module imports from a layer above it (lazy imports inside functions count too).
 
 Layers, bottom up: the core (file formats, tokenizer, prompt format, metrics, workload), runtimes and
-the loader, converters, benchmarks, the demo model's data / training / evaluation, and the front ends
-(CLI, the package's ``load``). The development campaigns (devtools/) are not part of the package.
+the loader, converters, benchmarks, the demo model's data / training / evaluation, the HTTP server, and
+the front ends (CLI, the package's ``load``). The development campaigns (devtools/) are not part of the package.
 Checked by breaking it: an import of ``slmkit.demo.dataset`` put back into ``converters/checks.py``
 fails here.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"toolkit": "slmkit", "toolkit/demo": "slmkit.demo", "runtimes": "slmkit.runtimes",
-            "converters": "slmkit.converters", "benchmarks": "slmkit.benchmarks"}
-LAYERS = ["core", "runtimes", "converters", "benchmarks", "demo", "front"]
+            "converters": "slmkit.converters", "benchmarks": "slmkit.benchmarks", "server": "slmkit.server"}
+LAYERS = ["core", "runtimes", "converters", "benchmarks", "demo", "server", "front"]
 
 
 def layer(module: str) -> str:
@@ -20,7 +20,7 @@ def layer(module: str) -> str:
         return "front"
     if module == "slmkit.loader" or module.startswith("slmkit.runtimes"):
         return "runtimes"
-    for name in ("converters", "benchmarks", "demo"):
+    for name in ("converters", "benchmarks", "demo", "server"):
         if module.startswith(f"slmkit.{name}"):
             return name
     return "core"

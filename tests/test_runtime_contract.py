@@ -67,3 +67,19 @@ def test_score_shapes_and_logprobs(runtime):
     assert logits.shape[0] == len(ids) and logits.dtype == np.float32
     lp = runtime.token_logprobs(ids)
     assert lp.shape == (len(ids) - 1,) and (lp <= 0).all()
+
+
+def test_stream_chunks_count_tokens_and_say_why_they_ended(runtime):
+    p = examples("eval", 1)[0].prompt
+    n_prompt = len(runtime.tokenize(p))
+    chunks = list(runtime.stream_chunks(p, max_new_tokens=5, temperature=1.0, seed=3))
+    assert "".join(c.text for c in chunks) == runtime.generate(p, max_new_tokens=5, temperature=1.0, seed=3)
+    assert [c.finish for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert all(c.prompt_tokens == n_prompt for c in chunks)
+    tokens = [c.tokens for c in chunks]
+    assert tokens == sorted(tokens) and 1 <= tokens[-1] <= 5
+    assert chunks[-1].finish == ("length" if tokens[-1] == 5 else "stop")
+    whole = runtime.generate(p, max_new_tokens=40)  # greedy: its text, then cut by a stop string from its middle
+    stop = whole[len(whole) // 2:len(whole) // 2 + 2]
+    cut = list(runtime.stream_chunks(p, max_new_tokens=40, stop=[stop]))
+    assert "".join(c.text for c in cut) == whole[:whole.index(stop)] and cut[-1].finish == "stop"

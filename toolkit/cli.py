@@ -343,6 +343,33 @@ def check(report: str, baseline: str | None, config_file: str | None, **flags: f
     click.echo(f"all {len(checked)} artifacts pass{source}")
 
 
+@cli.command()
+@click.argument("target", required=False, metavar="[ARTIFACT_OR_DIR_OR_MODEL]")
+@click.option("--device", default="cpu", show_default=True, help="Device profile (cpu, mobile, or a user profile).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port (0: any free one, printed at start).")
+@click.option("--api-key", default=None, help="Require 'Authorization: Bearer KEY' (or set SLMKIT_API_KEY).")
+@click.option("--insecure-no-key", is_flag=True, help="Allow a non-loopback --host without an API key.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Requests decoded in turn at once; more wait in the queue.")
+@click.option("--max-queue", type=click.IntRange(0), default=16, show_default=True,
+              help="Requests that may wait for a slot; beyond it the server answers 503 with Retry-After.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds a request may take, queue included (504 past it).")
+@click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
+@click.option("--no-verify", is_flag=True, help="Skip the artifact's checksum against its manifest.")
+def serve(target: str | None, device: str, host: str, port: int, api_key: str | None, insecure_no_key: bool,
+          parallel: int, max_queue: int, timeout: float, threads: int | None, no_verify: bool) -> None:
+    """Serve a model or artifact over a local OpenAI-compatible HTTP API (the demo model when omitted)."""
+    try:
+        from slmkit.server.run import serve as run_server
+    except ImportError as e:
+        raise SlmkitError(f"slmkit serve needs the 'serve' extra (pip install 'slmkit[serve]'): {e.name} is missing"
+                          ) from None
+    run_server(target, device=device, host=host, port=port, api_key=api_key, insecure_no_key=insecure_no_key,
+               parallel=parallel, max_queue=max_queue, timeout=timeout, threads=threads, verify=not no_verify)
+
+
 def main() -> None:
     cli(prog_name="slmkit")
 

@@ -1,0 +1,300 @@
+"""The HTTP API: OpenAI's ``/v1/completions`` and ``/v1/models``, slmkit's ``/v1/prompts``, ``/health``
+and ``/metrics``; API-key check, body-size limit and OpenAI-style errors (never a traceback)."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from slmkit.errors import SlmkitError, first_line
+from slmkit.prompts import SEP, build_prompt
+from slmkit.runtimes.base import Runtime
+from slmkit.runtimes.sampling import Sampling
+from slmkit.server.engine import Engine, Event, Job, ServerError
+from slmkit.server.metrics import Metrics
+from slmkit.server.schema import (MAX_STOP, Completion, CompletionChoice, CompletionRequest, ModelCard, ModelList,
+                                  Prompts, PromptsRequest, Usage)
+from slmkit.version import __version__
+
+ROUTES = ("/health", "/metrics", "/v1/models", "/v1/completions", "/v1/prompts", "/openapi.json", "/docs")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the server runs: the model's public name, the API key, capacity and limits."""
+    model_id: str
+    api_key: str | None = None
+    parallel: int = 4
+    max_queue: int = 16
+    timeout: float = 300.0
+    max_body: int = 1 << 20
+
+
+def error_response(e: ServerError) -> JSONResponse:
+    body = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
+    return JSONResponse(body, status_code=e.status, headers=e.headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is a 413 (by Content-Length, or while it arrives)."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = ServerError(413, f"request body over {self.limit} bytes", code="body_too_large")
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await error_response(too_big)(scope, receive, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await error_response(too_big)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
+    """The ASGI app over one loaded runtime (the caller owns and closes it)."""
+    metrics = Metrics()
+    engine = Engine(metrics, parallel=settings.parallel, max_queue=settings.max_queue)
+    created = int(time.time())
+    has_controls = runtime.tokenizer.token_to_id(SEP) is not None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        engine.start()
+        yield
+        engine.stop()
+
+    app = FastAPI(title="slmkit", version=__version__, lifespan=lifespan,
+                  description="A local, OpenAI-compatible server over one slmkit artifact.")
+    app.state.engine, app.state.metrics = engine, metrics
+
+    def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            raise ServerError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')",
+                              code="invalid_api_key")
+
+    @app.exception_handler(ServerError)
+    async def _server_error(_: Request, e: ServerError) -> JSONResponse:
+        return error_response(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = (e.errors() or [{}])[0]
+        if first.get("type") == "json_invalid":
+            return error_response(ServerError(400, "the request body is not valid JSON"))
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(ServerError(400, f"{where or 'body'}: {first.get('msg', 'invalid request')}",
+                                          param=where or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return error_response(ServerError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        print(f"slmkit serve: internal error: {type(e).__name__}: {first_line(e)}", file=sys.stderr)
+        return error_response(ServerError(500, "internal server error", "server_error"))
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        path = request.url.path
+        metrics.request(path if path in ROUTES else "other", response.status_code)
+        return response
+
+    @app.get("/health")
+    async def health() -> dict:
+        active, queued = engine.depth()
+        return {"status": "ok", "model": settings.model_id, "backend": runtime.backend, "active": active,
+                "queued": queued}
+
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_key)])
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", response_model=ModelList, dependencies=[Depends(require_key)])
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=settings.model_id, created=created)])
+
+    def check_model(name: str | None) -> None:
+        if name is not None and name != settings.model_id:
+            raise ServerError(404, f"model {name!r} is not served here; this server serves {settings.model_id!r}",
+                              param="model", code="model_not_found")
+
+    def sampling_of(req: CompletionRequest | PromptsRequest, max_tokens: int) -> dict[str, Any]:
+        """The runtime's keyword arguments for a request (one 400 for a value out of range)."""
+        if not 1 <= max_tokens <= runtime.n_ctx - 1:
+            raise ServerError(400, f"max_tokens must be between 1 and {runtime.n_ctx - 1} (the context is "
+                                   f"{runtime.n_ctx} tokens), got {max_tokens}", param="max_tokens")
+        fields = {k: getattr(req, k) for k in Sampling.__dataclass_fields__}
+        try:
+            Sampling(**fields)
+        except SlmkitError as e:
+            raise ServerError(400, str(e)) from None
+        return {**fields, "max_new_tokens": max_tokens}
+
+    @app.post("/v1/completions", response_model=Completion, dependencies=[Depends(require_key)])
+    async def completions(req: CompletionRequest, request: Request) -> Any:
+        check_model(req.model)
+        for name in ("suffix", "echo", "logprobs"):  # logprobs 0 asks for none
+            if getattr(req, name):
+                raise ServerError(400, f"{name} is not supported by slmkit serve", param=name)
+        if req.best_of not in (None, req.n):
+            raise ServerError(400, "best_of is not supported (ask for n candidates instead)", param="best_of")
+        if req.logit_bias:
+            raise ServerError(400, "logit_bias is not supported by slmkit serve", param="logit_bias")
+        stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        if len(stop) > MAX_STOP:
+            raise ServerError(400, f"stop takes at most {MAX_STOP} strings", param="stop")
+        prompts = prompt_list(req.prompt)
+        opts = {**sampling_of(req, 16 if req.max_tokens is None else req.max_tokens), "stop": stop}
+        streams = [(lambda p=p, s=None if req.seed is None else req.seed + j: runtime.stream_chunks(p, seed=s, **opts))
+                   for p in prompts for j in range(req.n)]
+        job = Job(streams, asyncio.get_running_loop(), settings.timeout)
+        engine.submit(job)
+        cid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        if req.stream:
+            first = await next_event(job, request)
+            usage = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(sse(job, request, first, cid, now, usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        texts = [""] * len(streams)
+        finish: list[str | None] = [None] * len(streams)
+        prompt_tokens, tokens = [0] * len(streams), [0] * len(streams)
+        while None in finish:
+            ev = await next_event(job, request)
+            c = ev.chunk
+            texts[ev.index] += c.text
+            prompt_tokens[ev.index], tokens[ev.index], finish[ev.index] = c.prompt_tokens, c.tokens, c.finish
+        n_prompt = sum(prompt_tokens[::req.n])
+        return Completion(id=cid, created=now, model=settings.model_id,
+                          choices=[CompletionChoice(text=t, index=i, finish_reason=f)
+                                   for i, (t, f) in enumerate(zip(texts, finish))],
+                          usage=Usage(prompt_tokens=n_prompt, completion_tokens=sum(tokens),
+                                      total_tokens=n_prompt + sum(tokens)))
+
+    async def sse(job: Job, request: Request, first: Event, cid: str, now: int, usage: bool) -> AsyncIterator[str]:
+        """OpenAI's server-sent events: one ``data:`` line per chunk, ``data: [DONE]`` at the end."""
+        ev: Event | None = first
+        open_ = set(range(len(job.streams)))
+        prompt_tokens, tokens = {}, {}
+        try:
+            while open_:
+                if ev is None:
+                    try:
+                        ev = await next_event(job, None)  # a disconnect cancels this generator instead
+                    except ServerError as e:
+                        yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
+                        return
+                c = ev.chunk
+                prompt_tokens[ev.index], tokens[ev.index] = c.prompt_tokens, c.tokens
+                if c.finish is not None:
+                    open_.discard(ev.index)
+                if c.text or c.finish is not None:
+                    body = {"id": cid, "object": "text_completion", "created": now, "model": settings.model_id,
+                            "choices": [{"text": c.text, "index": ev.index, "logprobs": None,
+                                         "finish_reason": c.finish}]}
+                    yield f"data: {json.dumps(body)}\n\n"
+                ev = None
+            if usage:
+                n_prompt = sum(prompt_tokens.values())
+                body = {"id": cid, "object": "text_completion", "created": now, "model": settings.model_id,
+                        "choices": [], "usage": {"prompt_tokens": n_prompt, "completion_tokens": sum(tokens.values()),
+                                                 "total_tokens": n_prompt + sum(tokens.values())}}
+                yield f"data: {json.dumps(body)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            job.cancelled.set()  # a client that went away stops its generation at the next token
+
+    @app.post("/v1/prompts", response_model=Prompts, dependencies=[Depends(require_key)])
+    async def prompts_(req: PromptsRequest, request: Request) -> Prompts:
+        if not has_controls:
+            raise ServerError(400, f"this model has no control tokens ({SEP} is not in its vocabulary); "
+                                   "use /v1/completions", code="no_control_tokens")
+        try:
+            prompt = build_prompt(req.intent, req.task, req.length, req.relevance)
+        except SlmkitError as e:
+            raise ServerError(400, str(e), param="intent") from None
+        opts = sampling_of(req, req.max_tokens)
+        if req.n > 1 and runtime.batched:
+            job = Job([], asyncio.get_running_loop(), settings.timeout,
+                      batch=lambda: runtime.generate(prompt, n=req.n, seed=req.seed, **opts))
+            engine.submit(job)
+            texts = (await next_event(job, request)).texts or []
+        else:
+            streams = [(lambda s=req.seed + j: runtime.stream_chunks(prompt, seed=s, **opts)) for j in range(req.n)]
+            job = Job(streams, asyncio.get_running_loop(), settings.timeout)
+            engine.submit(job)
+            texts, left = [""] * req.n, req.n
+            while left:
+                ev = await next_event(job, request)
+                texts[ev.index] += ev.chunk.text
+                left -= ev.chunk.finish is not None
+        return Prompts(model=settings.model_id, intent=req.intent, task=req.task, length=req.length,
+                       relevance=req.relevance, candidates=texts)
+
+    return BodyLimit(app, settings.max_body) if settings.max_body else app  # type: ignore[return-value]
+
+
+def prompt_list(prompt: Any) -> list[str | list[int]]:
+    """OpenAI's prompt forms: a string, strings, token ids, or lists of token ids."""
+    if isinstance(prompt, str):
+        out: list[Any] = [prompt]
+    elif prompt and all(isinstance(p, int) for p in prompt):
+        out = [list(prompt)]
+    else:
+        out = list(prompt)
+    if not out or any(len(p) == 0 for p in out):
+        raise ServerError(400, "prompt is empty", param="prompt")
+    if len(out) > 16:
+        raise ServerError(400, "at most 16 prompts per request", param="prompt")
+    return out
+
+
+async def next_event(job: Job, request: Request | None, poll: float = 0.5) -> Event:
+    """The job's next event; a client that disconnected cancels the job; an error event is raised."""
+    while True:
+        try:
+            ev = await asyncio.wait_for(job.events.get(), poll)
+        except asyncio.TimeoutError:
+            if request is not None and await request.is_disconnected():
+                job.cancelled.set()
+                raise ServerError(499, "client closed the request") from None
+            continue
+        if ev.error is not None:
+            raise ev.error
+        return ev

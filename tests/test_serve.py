@@ -1,0 +1,303 @@
+"""``slmkit serve`` as clients meet it: a real server process on a free loopback port, the official
+``openai`` client, raw HTTP for the error statuses, disconnects, a full queue, shutdown, and fuzzed bodies."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from slmkit.cli import cli
+from tests.conftest import quantize_ok
+
+pytest.importorskip("fastapi")
+openai = pytest.importorskip("openai")
+
+KEY = "test-key-123"
+
+
+class Server:
+    """A ``slmkit serve`` child process; ``url`` once it listens."""
+
+    def __init__(self, artifact: Path, *args: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "slmkit", "serve", str(artifact), "--port", "0",
+                                      "--threads", "1", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        line = self.proc.stdout.readline()
+        assert "on http://127.0.0.1:" in line, line + self.proc.stderr.read()
+        self.port = int(line.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def request(self, method: str, path: str, body: object = None, key: str | None = KEY, raw: bytes | None = None,
+                timeout: float = 60) -> tuple[int, dict, dict | str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=headers)
+        r = conn.getresponse()
+        text = r.read().decode()
+        conn.close()
+        try:
+            parsed: dict | str = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = text
+        return r.status, dict(r.getheaders()), parsed
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self.proc.kill() if self.proc.poll() is None else None
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory, tiny_demo) -> Path:
+    out = tmp_path_factory.mktemp("serve_tiny")
+    quantize_ok(tiny_demo, out, "--quant", "q8_0")
+    return next(out.glob("*.gguf"))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_gguf):
+    s = Server(tiny_gguf, "--api-key", KEY)
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def cli_generate(artifact: Path, prompt: str, *args: str) -> str:
+    r = CliRunner().invoke(cli, ["generate", str(artifact), prompt, "--raw", *args])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+SAMPLING = {"temperature": 0.8, "top_p": 0.9, "seed": 5}
+CLI_SAMPLING = ["--temperature", "0.8", "--top-p", "0.9", "--seed", "5", "--min-p", "0", "--presence-penalty", "0",
+                "--no-repeat-ngram", "0"]
+
+
+def test_completions_match_slmkit_generate_for_the_same_seed(server, client, tiny_gguf):
+    r = client.completions.create(model=tiny_gguf.stem, prompt="cozy cabin wallpaper", max_tokens=24, **SAMPLING)
+    expected = cli_generate(tiny_gguf, "cozy cabin wallpaper", *CLI_SAMPLING, "--max-new-tokens", "24")
+    assert r.choices[0].text == expected[:-1]  # the CLI ends its line
+    assert r.model == tiny_gguf.stem and r.object == "text_completion"
+    assert r.usage.completion_tokens >= 1 and r.usage.prompt_tokens >= 3
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    if r.choices[0].finish_reason == "length":
+        assert r.usage.completion_tokens == 24
+
+
+def test_n_candidates_are_the_clis_candidates(client, tiny_gguf):
+    r = client.completions.create(model=tiny_gguf.stem, prompt="red bicycle", max_tokens=12, n=3, **SAMPLING)
+    outs = cli_generate(tiny_gguf, "red bicycle", *CLI_SAMPLING, "--max-new-tokens", "12", "-n", "3", "--stream")
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert [c.text for c in r.choices] == outs.split("\n")[:3]
+
+
+def test_streaming_gives_the_same_text_and_ends_with_a_finish_reason(client, tiny_gguf):
+    whole = client.completions.create(model=tiny_gguf.stem, prompt="a quiet harbor", max_tokens=30, **SAMPLING)
+    chunks = list(client.completions.create(model=tiny_gguf.stem, prompt="a quiet harbor", max_tokens=30,
+                                            stream=True, **SAMPLING))
+    assert len(chunks) >= 2
+    assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+
+
+def test_stream_usage_when_asked(server):
+    body = {"prompt": "snowy village", "max_tokens": 8, "stream": True, "seed": 1,
+            "stream_options": {"include_usage": True}}
+    status, headers, text = server.request("POST", "/v1/completions", body)
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] >= 1
+
+
+def test_stop_strings_end_the_text_where_they_begin(client, tiny_gguf):
+    full = client.completions.create(model=tiny_gguf.stem, prompt="cozy cabin", max_tokens=40, **SAMPLING)
+    text = full.choices[0].text
+    stop = text[len(text) // 2:len(text) // 2 + 3]
+    assert stop.strip(), text
+    cut = client.completions.create(model=tiny_gguf.stem, prompt="cozy cabin", max_tokens=40, stop=[stop], **SAMPLING)
+    assert cut.choices[0].text == text[:text.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+
+
+def test_prompts_endpoint_writes_the_control_tokens(server, tiny_gguf):
+    status, _, body = server.request("POST", "/v1/prompts", {"intent": "jazz for studying", "task": "recommend",
+                                                             "n": 2, "max_tokens": 10})
+    assert status == 200, body
+    assert body["task"] == "recommend" and len(body["candidates"]) == 2
+    # the same candidates the CLI gives for the same intent and settings
+    r = CliRunner().invoke(cli, ["generate", str(tiny_gguf), "jazz for studying", "--task", "recommend", "-n", "2",
+                                 "--max-new-tokens", "10"])
+    assert r.exit_code == 0 and body["candidates"] == r.output.split("\n")[:2]
+
+
+def test_models_health_openapi_and_metrics(server, client):
+    models = client.models.list().data
+    assert len(models) == 1 and models[0].owned_by == "slmkit"
+    status, _, health = server.request("GET", "/health", key=None)
+    assert status == 200 and health["status"] == "ok" and health["backend"] == "llama.cpp"
+    status, _, schema = server.request("GET", "/openapi.json", key=None)
+    assert status == 200 and {"/v1/completions", "/v1/prompts", "/v1/models"} <= set(schema["paths"])
+    status, _, text = server.request("GET", "/metrics")
+    assert status == 200
+    for name in ("slmkit_requests_total", "slmkit_generated_tokens_total", "slmkit_queue_depth",
+                 "slmkit_time_to_first_token_seconds_bucket", "slmkit_time_per_output_token_seconds_count"):
+        assert name in text
+    generated = next(line for line in text.splitlines() if line.startswith("slmkit_generated_tokens_total "))
+    assert int(generated.split()[1]) > 0
+
+
+@pytest.mark.parametrize("body,raw,key,status,code", [
+    ({"prompt": "hi"}, None, "wrong-key", 401, "invalid_api_key"),
+    ({"prompt": "hi"}, None, None, 401, "invalid_api_key"),
+    (None, b"{not json", KEY, 400, None),
+    ({"prompt": "hi", "bogus": 1}, None, KEY, 400, None),
+    ({"prompt": "hi", "max_tokens": 100000}, None, KEY, 400, None),
+    ({"prompt": "hi", "temperature": -1}, None, KEY, 400, None),
+    ({"prompt": "hi", "model": "gpt-4"}, None, KEY, 404, "model_not_found"),
+    ({"prompt": ""}, None, KEY, 400, None),
+    ({"prompt": "hi", "logprobs": 2}, None, KEY, 400, None),
+    ({"prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}, None, KEY, 400, None),
+    ({"prompt": "word " * 400}, None, KEY, 400, None),  # longer than the context
+    (None, b"x" * (2 << 20), KEY, 413, "body_too_large"),
+])
+def test_bad_requests_get_openai_style_errors(server, body, raw, key, status, code):
+    got, _, reply = server.request("POST", "/v1/completions", body, key=key, raw=raw)
+    assert got == status, reply
+    assert set(reply) == {"error"} and reply["error"]["message"]
+    assert "Traceback" not in reply["error"]["message"]
+    if code:
+        assert reply["error"]["code"] == code
+
+
+def test_unknown_paths_and_methods(server):
+    assert server.request("GET", "/v1/engines")[0] == 404
+    assert server.request("GET", "/v1/completions")[0] == 405
+
+
+def test_a_client_that_disconnects_mid_stream_stops_its_generation(server):
+    def generated() -> int:
+        text = server.request("GET", "/metrics")[2]
+        return int(next(ln for ln in text.splitlines() if ln.startswith("slmkit_generated_tokens_total ")).split()[1])
+
+    before = generated()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    body = json.dumps({"prompt": "a", "max_tokens": 255, "stream": True, "temperature": 0.9, "seed": 3,
+                       "stop": []}).encode()
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert b"200 OK" in sock.recv(200)
+    sock.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and server.request("GET", "/health", key=None)[2]["active"]:
+        time.sleep(0.05)
+    assert server.request("GET", "/health", key=None)[2]["active"] == 0
+    assert server.request("POST", "/v1/completions", {"prompt": "still fine", "max_tokens": 4})[0] == 200
+    assert generated() - before <= 255 + 4
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=8)
+FIELDS = {"prompt": st.one_of(st.text(max_size=40), st.lists(st.integers(-5, 3000), max_size=8), JSON),
+          "max_tokens": st.one_of(st.integers(-5, 300), JSON), "temperature": st.one_of(st.floats(-1, 3), JSON),
+          "top_p": st.floats(-0.5, 1.5), "n": st.integers(-1, 20), "stop": st.one_of(st.text(max_size=3), JSON),
+          "seed": st.one_of(st.integers(-2**70, 2**70), JSON), "stream": st.booleans(),
+          "presence_penalty": st.floats(-3, 3), "min_p": st.floats(-1, 2), "top_k": st.integers(-3, 10**6),
+          "no_repeat_ngram": st.integers(-2, 40), "model": st.text(max_size=10), "intent": JSON | st.text(max_size=30),
+          "task": st.sampled_from(["t2i", "search", "x"]), "length": st.text(max_size=6)}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=st.sampled_from(["/v1/completions", "/v1/prompts"]),
+       body=st.fixed_dictionaries({}, optional=FIELDS) | JSON)
+def test_fuzzed_bodies_never_get_a_server_error(server, path, body):
+    if isinstance(body, dict) and isinstance(body.get("max_tokens"), int):
+        body["max_tokens"] = min(body["max_tokens"], 24)  # keep each example short
+    status, _, reply = server.request("POST", path, body)
+    assert status < 500, reply
+    if status >= 400:
+        assert isinstance(reply, dict) and set(reply) == {"error"}
+
+
+def test_server_is_healthy_after_the_fuzzing(server):
+    assert server.request("GET", "/health", key=None)[0] == 200
+    text = server.request("GET", "/metrics")[2]
+    assert 'status="500"' not in text
+
+
+def test_a_full_queue_answers_503_with_retry_after(demo_artifacts):
+    artifact = next(demo_artifacts.glob("*Q8_0.gguf"))
+    s = Server(artifact, "--parallel", "1", "--max-queue", "1")
+    try:
+        results: list[tuple[int, dict]] = []
+
+        def call() -> None:
+            status, headers, _ = s.request("POST", "/v1/completions", {"prompt": "a", "max_tokens": 200, "stop": [],
+                                                                      "temperature": 1.0, "seed": 1}, key=None)
+            results.append((status, headers))
+
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(st_ for st_, _ in results)
+        assert statuses.count(200) >= 2 and 503 in statuses, statuses
+        assert all(h.get("retry-after") or h.get("Retry-After") for st_, h in results if st_ == 503)
+        assert s.request("GET", "/health", key=None)[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_request_past_the_timeout_gets_504(demo_artifacts):
+    artifact = next(demo_artifacts.glob("*Q8_0.gguf"))
+    s = Server(artifact, "--parallel", "1", "--timeout", "0.2")
+    try:
+        status, _, reply = s.request("POST", "/v1/completions", {"prompt": "a", "max_tokens": 255, "stop": [],
+                                                                 "temperature": 1.0, "seed": 2, "n": 8}, key=None)
+        assert status == 504 and reply["error"]["code"] == "timeout", reply
+        assert s.request("GET", "/health", key=None)[0] == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(demo_artifacts):
+    artifact = next(demo_artifacts.glob("*Q8_0.gguf"))
+    s = Server(artifact)
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(
+        s.request("POST", "/v1/completions", {"prompt": "a", "max_tokens": 200, "n": 4, "temperature": 1.0,
+                                              "seed": 4}, key=None)[0]))
+    t.start()
+    time.sleep(0.3)
+    assert s.stop() == 0
+    t.join(30)
+    assert result == [200]
+
+
+def test_refuses_a_public_address_without_an_api_key():
+    r = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "0"])
+    assert r.exit_code == 1 and "refusing to listen on 0.0.0.0 without an API key" in r.output
