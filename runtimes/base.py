@@ -51,6 +51,44 @@ def stop_index(text: str, stop: Sequence[str]) -> int | None:
     return min((text.find(s) for s in stop if s and s in text), default=None)
 
 
+class TextAssembler:
+    """Generated tokens to text chunks: pieces are sent once their bytes end on a whole UTF-8 character,
+    text that may still become a stop string is held back, and a stop string ends the text where it
+    begins. Shared by :meth:`Runtime.stream_chunks` and continuous batching, so both cut text alike."""
+
+    def __init__(self, tokenizer: TextTokenizer, stop: Sequence[str], prompt_tokens: int):
+        self.tokenizer, self.stop, self.prompt_tokens = tokenizer, list(stop), prompt_tokens
+        self.text, self.sent, self.count = "", "", 0
+        self.window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
+        self.hold = max((len(x) for x in self.stop if x), default=1) - 1
+
+    def add(self, tok: int) -> Chunk:
+        """The chunk after one more token (its text may be empty); finish is "stop" at a stop string."""
+        self.count += 1
+        self.window.append(tok)
+        piece = self.tokenizer.decode(self.window)  # byte-level BPE: pieces decode independently
+        if piece.endswith("\ufffd"):
+            return Chunk("", self.prompt_tokens, self.count)
+        self.window = []
+        self.text += piece
+        cut = stop_index(self.text, self.stop)
+        if cut is not None:
+            return self._chunk(cut, "stop")
+        return self._chunk(len(self.text) - self.hold, None)
+
+    def end(self, reason: str) -> Chunk:
+        """The last chunk when generation ends without a stop string: "stop" (end-of-text) or "length"."""
+        self.text += self.tokenizer.decode(self.window) if self.window else ""
+        self.window = []
+        cut = stop_index(self.text, self.stop)
+        return self._chunk(len(self.text) if cut is None else cut, reason if cut is None else "stop")
+
+    def _chunk(self, upto: int, finish: str | None) -> Chunk:
+        new = self.text[len(self.sent):upto] if upto > len(self.sent) else ""
+        self.sent += new
+        return Chunk(new, self.prompt_tokens, self.count, finish)
+
+
 class Runtime(ABC):
     """Load once, then ``generate`` / ``stream`` / ``score`` over any backend."""
 
@@ -98,6 +136,40 @@ class Runtime(ABC):
     def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
         """Append one token to each of the forked sequences; return their logits [n, n_vocab]."""
         raise NotImplementedError
+
+    # Optional: independent sequences decoded together (continuous batching; see runtimes/batching.py).
+    # The defaults below keep each slot's state with _save / _restore and evaluate slots one by one:
+    # correct on every backend that can save; a backend overrides them to decode slots as one batch.
+    def _slots_open(self, n: int) -> None:
+        """Prepare ``n`` slots (called under the lock)."""
+        self._slot_states: dict[int, Any] = {}
+
+    def _slot_prefill(self, slot: int, ids: Sequence[int]) -> np.ndarray:
+        """Evaluate a prompt into ``slot`` (replacing what it held); return its next-token logits [n_vocab]."""
+        self._take_over(None)
+        self._reset()
+        logits = self._eval(ids, all_logits=False)[-1]
+        state = self._save()
+        if state is None:
+            raise SlmkitError(f"the {self.backend} backend cannot hold several sequences")
+        self._slot_states[slot] = state
+        return logits
+
+    def _slots_step(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
+        """Append ``tokens[i]`` to ``slots[i]``; return their next-token logits [len(slots), n_vocab]."""
+        self._take_over(None)
+        rows = []
+        for slot, tok in zip(slots, tokens):
+            self._restore(self._slot_states[slot])
+            rows.append(self._eval([tok], all_logits=False)[-1])
+            self._slot_states[slot] = self._save()
+        return np.stack(rows)
+
+    def _slot_free(self, slot: int) -> None:
+        self._slot_states.pop(slot, None)
+
+    def _slots_close(self) -> None:
+        self._slot_states = {}
 
     # --- shared behaviour ------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -219,31 +291,15 @@ class Runtime(ABC):
         """:meth:`stream` as :class:`Chunk` s: each piece with the token count so far; the last chunk (its
         text may be empty) says why generation ended."""
         settings = sampling_settings(sampling)
-        n_prompt = len(self._prompt_ids(prompt, max_new_tokens, truncate))
-        text, sent, count = "", "", 0
-        window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
-        hold = max((len(s) for s in stop if s), default=1) - 1  # text that may still become a stop string
+        text = TextAssembler(self.tokenizer, stop, len(self._prompt_ids(prompt, max_new_tokens, truncate)))
         for tok in self._token_stream(prompt, max_new_tokens, settings, seed, truncate):
-            count += 1
-            window.append(tok)
-            piece = self.tokenizer.decode(window)  # byte-level BPE: pieces decode independently
-            if piece.endswith("\ufffd"):
-                continue
-            window = []
-            text += piece
-            cut = stop_index(text, stop)
-            if cut is not None:
-                yield Chunk(text[len(sent):cut] if cut > len(sent) else "", n_prompt, count, "stop")
+            chunk = text.add(tok)
+            if chunk.finish is not None:
+                yield chunk
                 return
-            safe = len(text) - hold
-            if safe > len(sent):
-                yield Chunk(text[len(sent):safe], n_prompt, count)
-                sent = text[:safe]
-        text += self.tokenizer.decode(window) if window else ""
-        cut = stop_index(text, stop)
-        end = len(text) if cut is None else cut
-        yield Chunk(text[len(sent):end] if end > len(sent) else "", n_prompt, count,
-                    "length" if count == max_new_tokens and cut is None else "stop")
+            if chunk.text:
+                yield chunk
+        yield text.end("length" if text.count == max_new_tokens else "stop")
 
     def generate(self, prompt: str | Sequence[int], *, n: int = 1, **kwargs: Any) -> str | list[str]:
         """The generated text (the prompt excluded); a list of ``n`` candidates when ``n`` > 1, candidate i

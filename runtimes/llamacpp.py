@@ -59,6 +59,7 @@ class LlamaCppRuntime(Runtime):
         except (ValueError, RuntimeError) as e:
             raise SlmkitError(f"{path}: llama.cpp could not load the file ({e})") from None
         self._multi: _BatchedContext | None = None
+        self._slots: _BatchedContext | None = None
         if self._llm.n_vocab() < tokenizer.vocab_size:
             raise SlmkitError(f"{path}: tokenizer ({tokenizer.vocab_size} tokens) does not match the model "
                               f"({self._llm.n_vocab()})")
@@ -121,34 +122,56 @@ class LlamaCppRuntime(Runtime):
         if self._multi is None or (self._multi.n, self._multi.cells) != (n, cells):
             self._close_multi()
             self._multi = _BatchedContext(self._llm, n, cells, max(self.n_ctx, n))
-        self._multi.prefill(prompt)
+        self._multi.prefill(prompt, 0, n)
 
     def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
-        return self._multi.step(tokens)
+        return self._multi.step(range(len(tokens)), tokens)
 
     def _close_multi(self) -> None:
         if getattr(self, "_multi", None) is not None:
             self._multi.close()
         self._multi = None
 
+    # continuous batching: a third context whose sequences are the slots, each at its own position
+    def _slots_open(self, n: int) -> None:
+        self._slots_close()
+        self._slots = _BatchedContext(self._llm, n, -(-self.n_ctx // 256) * 256, max(self.n_ctx, n))
+
+    def _slot_prefill(self, slot: int, ids: Sequence[int]) -> np.ndarray:
+        return self._slots.prefill(ids, slot)
+
+    def _slots_step(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
+        return self._slots.step(slots, tokens)
+
+    def _slot_free(self, slot: int) -> None:
+        self._slots.forget(slot)
+
+    def _slots_close(self) -> None:
+        if self._slots is not None:
+            self._slots.close()
+        self._slots = None
+
     def _close(self) -> None:
         self._close_multi()
+        self._slots_close()
         self._llm.close()
         self._llm = None
 
 
 class _BatchedContext:
-    """A second llama.cpp context holding ``n`` sequences of up to ``cells`` tokens each, for batched
-    decoding: the prompt is prefilled once as sequence 0 and its KV cache copied to the others; each
-    step then decodes one token per sequence. Built from the binding's internals (``LlamaContext``,
-    ``LlamaBatch``), which its public ``Llama`` class does not expose for several sequences."""
+    """A second llama.cpp context holding ``n`` sequences of up to ``cells`` tokens each, decoded as one
+    batch: for ``n`` candidates of one prompt (prefilled once as sequence 0, its KV cells copied to the
+    others) and for continuous batching (each sequence its own prompt and position). Built from the
+    binding's internals (``LlamaContext``, ``LlamaBatch``), which its public ``Llama`` class does not
+    expose for several sequences."""
 
     def __init__(self, llm, n: int, cells: int, n_batch: int):
         import llama_cpp
         from llama_cpp import _internals
         from llama_cpp._utils import suppress_stdout_stderr
 
-        self.n, self.cells, self.pos = n, cells, 0
+        self.n, self.cells = n, cells
+        self.pos = [0] * n
         self._vocab = llm.n_vocab()
         params = llama_cpp.llama_context_default_params()
         for field in ("n_threads", "n_threads_batch", "type_k", "type_v", "flash_attn_type"):
@@ -162,25 +185,44 @@ class _BatchedContext:
             self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=n, verbose=False)
 
-    def prefill(self, prompt: Sequence[int]) -> None:
-        self.ctx.kv_cache_clear()
-        self.batch.set_batch(batch=list(prompt), n_past=0, logits_all=False)
+    def prefill(self, prompt: Sequence[int], seq: int = 0, copies: int = 1) -> np.ndarray:
+        """Evaluate ``prompt`` as sequence ``seq`` (what it held is dropped), copied to the next ``copies - 1``
+        sequences; return the next-token logits [n_vocab]."""
+        if len(prompt) > self.cells:  # never let llama.cpp abort the process
+            raise SlmkitError(f"sequence of {len(prompt)} tokens exceeds the context of {self.cells}")
+        for s in range(seq, seq + copies):
+            self.forget(s)
+        b = self.batch.batch
+        b.n_tokens = len(prompt)
+        for i, tok in enumerate(prompt):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, i, 1, i == len(prompt) - 1
+            b.seq_id[i][0] = seq
         self.ctx.decode(self.batch)
-        for seq in range(1, self.n):
-            self.ctx.kv_cache_seq_cp(0, seq, 0, len(prompt))
-        self.pos = len(prompt)
+        for s in range(seq + 1, seq + copies):
+            self.ctx.kv_cache_seq_cp(seq, s, 0, len(prompt))
+        for s in range(seq, seq + copies):
+            self.pos[s] = len(prompt)
+        return np.array(np.ctypeslib.as_array(self.ctx.get_logits_ith(len(prompt) - 1), shape=(self._vocab,)))
 
-    def step(self, tokens: Sequence[int]) -> np.ndarray:
-        """Append token i to sequence i; return the [n, vocab] next-token logits (copied)."""
+    def step(self, seqs: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
+        """Append ``tokens[i]`` to sequence ``seqs[i]``; return the [len(seqs), vocab] next-token logits."""
+        if any(self.pos[s] >= self.cells for s in seqs):
+            raise SlmkitError(f"a sequence would pass the context of {self.cells} tokens")
         b = self.batch.batch
         b.n_tokens = len(tokens)
-        for i, tok in enumerate(tokens):
-            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, self.pos, 1, True
-            b.seq_id[i][0] = i
+        for i, (seq, tok) in enumerate(zip(seqs, tokens)):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, self.pos[seq], 1, True
+            b.seq_id[i][0] = seq
         self.ctx.decode(self.batch)
-        self.pos += 1
+        for seq in seqs:
+            self.pos[seq] += 1
         return np.stack([np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self._vocab,))
                          for i in range(len(tokens))])
+
+    def forget(self, seq: int) -> None:
+        """Drop a sequence's KV cells (its slot is free)."""
+        self.ctx.kv_cache_seq_rm(seq, -1, -1)
+        self.pos[seq] = 0
 
     def close(self) -> None:
         self.batch.close()

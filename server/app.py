@@ -84,7 +84,7 @@ class _BodyTooLarge(Exception):
 def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     """The ASGI app over one loaded runtime (the caller owns and closes it)."""
     metrics = Metrics()
-    engine = Engine(metrics, parallel=settings.parallel, max_queue=settings.max_queue)
+    engine = Engine(runtime, metrics, parallel=settings.parallel, max_queue=settings.max_queue)
     created = int(time.time())
     has_controls = runtime.tokenizer.token_to_id(SEP) is not None
 
@@ -182,9 +182,8 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             raise ServerError(400, f"stop takes at most {MAX_STOP} strings", param="stop")
         prompts = prompt_list(req.prompt)
         opts = {**sampling_of(req, 16 if req.max_tokens is None else req.max_tokens), "stop": stop}
-        streams = [(lambda p=p, s=None if req.seed is None else req.seed + j: runtime.stream_chunks(p, seed=s, **opts))
-                   for p in prompts for j in range(req.n)]
-        job = Job(streams, asyncio.get_running_loop(), settings.timeout)
+        choices = [(p, {**opts, "seed": None if req.seed is None else req.seed + j}) for p in prompts for j in range(req.n)]
+        job = Job(choices, asyncio.get_running_loop(), settings.timeout)
         engine.submit(job)
         cid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         if req.stream:
@@ -192,9 +191,9 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             usage = bool(req.stream_options and req.stream_options.include_usage)
             return StreamingResponse(sse(job, request, first, cid, now, usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        texts = [""] * len(streams)
-        finish: list[str | None] = [None] * len(streams)
-        prompt_tokens, tokens = [0] * len(streams), [0] * len(streams)
+        texts = [""] * len(choices)
+        finish: list[str | None] = [None] * len(choices)
+        prompt_tokens, tokens = [0] * len(choices), [0] * len(choices)
         while None in finish:
             ev = await next_event(job, request)
             c = ev.chunk
@@ -210,7 +209,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     async def sse(job: Job, request: Request, first: Event, cid: str, now: int, usage: bool) -> AsyncIterator[str]:
         """OpenAI's server-sent events: one ``data:`` line per chunk, ``data: [DONE]`` at the end."""
         ev: Event | None = first
-        open_ = set(range(len(job.streams)))
+        open_ = set(range(len(job.choices)))
         prompt_tokens, tokens = {}, {}
         try:
             while open_:
@@ -250,20 +249,14 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         except SlmkitError as e:
             raise ServerError(400, str(e), param="intent") from None
         opts = sampling_of(req, req.max_tokens)
-        if req.n > 1 and runtime.batched:
-            job = Job([], asyncio.get_running_loop(), settings.timeout,
-                      batch=lambda: runtime.generate(prompt, n=req.n, seed=req.seed, **opts))
-            engine.submit(job)
-            texts = (await next_event(job, request)).texts or []
-        else:
-            streams = [(lambda s=req.seed + j: runtime.stream_chunks(prompt, seed=s, **opts)) for j in range(req.n)]
-            job = Job(streams, asyncio.get_running_loop(), settings.timeout)
-            engine.submit(job)
-            texts, left = [""] * req.n, req.n
-            while left:
-                ev = await next_event(job, request)
-                texts[ev.index] += ev.chunk.text
-                left -= ev.chunk.finish is not None
+        job = Job([(prompt, {**opts, "seed": req.seed + j}) for j in range(req.n)], asyncio.get_running_loop(),
+                  settings.timeout)
+        engine.submit(job)
+        texts, left = [""] * req.n, req.n
+        while left:
+            ev = await next_event(job, request)
+            texts[ev.index] += ev.chunk.text
+            left -= ev.chunk.finish is not None
         return Prompts(model=settings.model_id, intent=req.intent, task=req.task, length=req.length,
                        relevance=req.relevance, candidates=texts)
 

@@ -1,9 +1,10 @@
-"""The worker that owns the runtime: a bounded queue, ``parallel`` slots decoded in turn at token
-boundaries, cancellation (a client that goes away), per-request deadlines, and metrics.
+"""The worker that owns the runtime: a bounded queue, continuous batching over ``parallel`` slots,
+cancellation (a client that goes away), per-request deadlines, and metrics.
 
-One thread calls the runtime, so requests never contend for its lock. Each slot's request advances
-``quantum`` tokens per turn; a paused request's KV state is parked by the runtime and restored when its
-turn comes, so a long request never holds back a new one's first token for long.
+One thread drives a :class:`~slmkit.runtimes.batching.ContinuousBatch`: every step samples a token for
+each sequence in flight and evaluates them together; requests join at the next token boundary when a
+slot is free and leave when they finish, time out or lose their client. A request with ``n`` choices
+(or several prompts) takes one slot per choice as slots free up.
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from slmkit.errors import SlmkitError, first_line
-from slmkit.runtimes.base import Chunk
-
+from slmkit.runtimes.base import Chunk, Runtime
+from slmkit.runtimes.batching import ContinuousBatch
 from slmkit.server.metrics import Metrics
 
 
@@ -32,30 +33,32 @@ class ServerError(Exception):
 
 @dataclass
 class Event:
-    """What the worker tells a request: a chunk of choice ``index``, all texts of a batch, or an error."""
+    """What the worker tells a request: a chunk of choice ``index``, or an error."""
     index: int = 0
     chunk: Chunk | None = None
-    texts: list[str] | None = None
     error: ServerError | None = None
 
 
 @dataclass
 class Job:
-    """One request: its choices as chunk streams (started in the worker) or one batched call."""
-    streams: list[Callable[[], Iterator[Chunk]]]
+    """One request: its choices, each a prompt with ``ContinuousBatch.add``'s keyword arguments."""
+    choices: list[tuple[Any, dict[str, Any]]]
     loop: asyncio.AbstractEventLoop
     timeout: float
-    batch: Callable[[], list[str]] | None = None  # candidates decoded as one batch (no per-token events)
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     arrived: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.deadline = self.arrived + self.timeout
-        self._its: dict[int, Iterator[Chunk]] = {}
-        self._open = set(range(len(self.streams)))
-        self._first = True
-        self._last: dict[int, tuple[float, int]] = {}
+        self.pending = deque(range(len(self.choices)))  # choices not yet in a slot
+        self.running: dict[int, int] = {}               # batch handle -> choice index
+        self.first_token: float | None = None
+        self.last: dict[int, tuple[float, int]] = {}    # choice -> (time, tokens) of its last chunk
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending and not self.running
 
     def emit(self, event: Event) -> None:
         try:
@@ -63,125 +66,149 @@ class Job:
         except RuntimeError:  # the event loop is gone (shutdown): nobody is listening
             self.cancelled.set()
 
-    def close(self) -> None:
-        for it in self._its.values():
-            it.close()  # type: ignore[attr-defined]
-        self._its.clear()
-        self._open.clear()
+
+SHUTTING_DOWN = ("the server is shutting down", "server_error", "shutting_down")
 
 
 class Engine:
-    """Runs jobs on one runtime in a worker thread. ``submit`` refuses with 503 when the queue is full."""
+    """Runs jobs on one runtime in a worker thread. ``submit`` refuses with 503 when the queue is full:
+    more than ``max_queue`` requests would wait with every slot taken."""
 
-    def __init__(self, metrics: Metrics, parallel: int = 4, max_queue: int = 16, quantum: int = 8):
-        self.metrics, self.parallel, self.max_queue, self.quantum = metrics, parallel, max_queue, quantum
+    def __init__(self, runtime: Runtime, metrics: Metrics, parallel: int = 4, max_queue: int = 16):
+        self.rt, self.metrics, self.parallel, self.max_queue = runtime, metrics, parallel, max_queue
         self._waiting: deque[Job] = deque()
-        self._active: list[Job] = []
+        self._running: list[Job] = []
+        self._free = parallel  # slots free after the worker's last step
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="slmkit-engine", daemon=True)
+        # made here, not in the worker: llama.cpp's context creation silences the process's stdout / stderr
+        # for a moment, which must not swallow what other threads print
+        self._batch = ContinuousBatch(runtime, parallel)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         """Refuse new jobs, end the queued and running ones with a clean 503, and join the worker."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
 
+    def _queued(self) -> int:
+        return max(0, len(self._waiting) - self._free)
+
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._stopping:
-                raise ServerError(503, "the server is shutting down", "server_error", "shutting_down")
-            if len(self._active) >= self.parallel and len(self._waiting) >= self.max_queue:
-                raise ServerError(503, f"the server is busy ({len(self._active)} requests running, "
-                                       f"{len(self._waiting)} queued); retry later", "server_error", "queue_full",
-                                  headers={"Retry-After": "1"})
+                raise ServerError(503, *SHUTTING_DOWN)
+            if self._queued() >= self.max_queue and len(self._waiting) >= self._free:
+                raise ServerError(503, f"the server is busy ({self.parallel - self._free} of {self.parallel} slots "
+                                       f"in use, {self._queued()} requests queued); retry later", "server_error",
+                                  "queue_full", headers={"Retry-After": "1"})
             self._waiting.append(job)
-            self.metrics.queue_depth = len(self._waiting)
+            self.metrics.queue_depth = self._queued()
             self._cond.notify()
 
     def depth(self) -> tuple[int, int]:
+        """Requests decoding now, and requests waiting for a slot."""
         with self._cond:
-            return len(self._active), len(self._waiting)
+            return len(self._running), len(self._waiting)
 
     # --- the worker --------------------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not self._waiting and not self._active:
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                while self._waiting and len(self._active) < self.parallel:
-                    self._active.append(self._waiting.popleft())
-                self.metrics.queue_depth, self.metrics.active = len(self._waiting), len(self._active)
-                active = list(self._active)
-            done = [job for job in active if self._turn(job)]
-            with self._cond:
-                self._active = [j for j in self._active if j not in done]
-                self.metrics.active = len(self._active)
-        with self._cond:
-            left = list(self._active) + list(self._waiting)
-            self._active, self._waiting = [], deque()
-        for job in left:
-            job.close()
-            job.emit(Event(error=ServerError(503, "the server is shutting down", "server_error", "shutting_down")))
-
-    def _turn(self, job: Job) -> bool:
-        """Advance a job by up to ``quantum`` tokens per open choice; True when it is finished."""
-        if job.cancelled.is_set():
-            job.close()
-            return True
-        if time.monotonic() > job.deadline:
-            job.close()
-            job.emit(Event(error=ServerError(504, f"the request did not finish within {job.timeout:g} s",
-                                             "timeout_error", "timeout")))
-            return True
+        batch = self._batch
         try:
-            if job.batch is not None:
-                texts = job.batch()
-                job.emit(Event(texts=texts))
-                return True
-            for index in sorted(job._open):
-                it = job._its.get(index)
-                if it is None:
-                    it = job._its[index] = job.streams[index]()
-                for _ in range(self.quantum):
-                    chunk = next(it)
-                    self._observe(job, index, chunk.tokens, chunk.prompt_tokens)
-                    job.emit(Event(index=index, chunk=chunk))
-                    if chunk.finish is not None:
-                        job._open.discard(index)
-                        job._its.pop(index, None)
+            while True:
+                with self._cond:
+                    while not self._stopping and not self._waiting and not self._running:
+                        self._cond.wait()
+                    if self._stopping:
                         break
-                if job.cancelled.is_set():
-                    break
-        except SlmkitError as e:
-            job.close()
-            job.emit(Event(error=ServerError(400, str(e))))
-            return True
-        except Exception as e:  # a backend failure: a clean 500 for this request, the server goes on
-            job.close()
-            job.emit(Event(error=ServerError(500, f"generation failed: {first_line(e)}", "server_error")))
-            return True
-        return not job._open
+                self._admit(batch)
+                self._step(batch)
+                with self._cond:
+                    self._running = [j for j in self._running if not j.finished]
+                    self._free = batch.free
+                    self.metrics.queue_depth, self.metrics.active = self._queued(), len(self._running)
+        finally:
+            with self._cond:
+                left = self._running + list(self._waiting)
+                self._running, self._waiting = [], deque()
+            for job in left:
+                job.emit(Event(error=ServerError(503, *SHUTTING_DOWN)))
+            batch.close()
 
-    def _observe(self, job: Job, index: int, tokens: int, prompt_tokens: int = 0) -> None:
+    def _fail(self, batch: ContinuousBatch, job: Job, error: ServerError | None) -> None:
+        for handle in job.running:
+            batch.remove(handle)
+        job.running.clear()
+        job.pending.clear()
+        if error is not None:
+            job.emit(Event(error=error))
+
+    def _admit(self, batch: ContinuousBatch) -> None:
+        """Drop cancelled and late jobs; fill free slots: running jobs' choices first, then the queue's."""
+        now = time.monotonic()
+        for job in self._running + list(self._waiting):
+            if job.cancelled.is_set():
+                self._fail(batch, job, None)
+            elif now > job.deadline:
+                self._fail(batch, job, ServerError(504, f"the request did not finish within {job.timeout:g} s",
+                                                   "timeout_error", "timeout"))
+        with self._cond:
+            self._waiting = deque(j for j in self._waiting if not j.finished)
+        for job in self._running:
+            self._fill(batch, job)
+        while batch.free:
+            with self._cond:
+                if not self._waiting:
+                    break
+                job = self._waiting.popleft()
+                self._running.append(job)
+            self._fill(batch, job)
+
+    def _fill(self, batch: ContinuousBatch, job: Job) -> None:
+        while job.pending and batch.free:
+            index = job.pending.popleft()
+            prompt, kwargs = job.choices[index]
+            try:
+                job.running[batch.add(prompt, **kwargs)] = index
+            except SlmkitError as e:
+                self._fail(batch, job, ServerError(400, str(e)))
+                return
+
+    def _step(self, batch: ContinuousBatch) -> None:
+        if not len(batch):
+            return
+        owner = {h: job for job in self._running for h in job.running}
+        try:
+            results = batch.step()
+        except Exception as e:  # a backend failure: a clean error for the requests in flight; the server goes on
+            status = 400 if isinstance(e, SlmkitError) else 500
+            for job in set(owner.values()):
+                self._fail(batch, job, ServerError(status, f"generation failed: {first_line(e)}", "server_error"))
+            return
+        for handle, chunk in results:
+            job = owner[handle]
+            index = job.running[handle]
+            self._observe(job, index, chunk)
+            job.emit(Event(index=index, chunk=chunk))
+            if chunk.finish is not None:
+                del job.running[handle]
+
+    def _observe(self, job: Job, index: int, chunk: Chunk) -> None:
         """Token counts and latencies: time to the request's first token, then time per token."""
         now = time.monotonic()
-        first_chunk = index not in job._last
-        last_t, last_n = job._last.get(index, (job.arrived, 0))
-        if first_chunk:
-            self.metrics.tokens(prompt=prompt_tokens)
-        if tokens > last_n:
-            if job._first:
-                job._first = False
+        last_t, last_n = job.last.get(index, (job.arrived, 0))
+        if index not in job.last:
+            self.metrics.tokens(prompt=chunk.prompt_tokens)
+        if chunk.tokens > last_n:
+            if job.first_token is None:
+                job.first_token = now
                 self.metrics.first_token(now - job.arrived)
             elif last_n > 0:
-                self.metrics.per_token((now - last_t) / (tokens - last_n))
-            self.metrics.tokens(generated=tokens - last_n)
-        if first_chunk or tokens > last_n:
-            job._last[index] = (now, tokens)
+                self.metrics.per_token((now - last_t) / (chunk.tokens - last_n))
+            self.metrics.tokens(generated=chunk.tokens - last_n)
+        job.last[index] = (now, chunk.tokens)
