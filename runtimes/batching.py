@@ -27,6 +27,7 @@ class _Seq:
     text: TextAssembler
     max_new_tokens: int
     logits: np.ndarray  # the next token's distribution, from the last evaluation
+    ignore_eos: bool = False
 
 
 class ContinuousBatch:
@@ -51,8 +52,9 @@ class ContinuousBatch:
         return len(self._seqs)
 
     def add(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, seed: int | None = 0,
-            stop: Sequence[str] = (), truncate: bool = False, **sampling: Any) -> int:
-        """Start a generation (its prompt is evaluated now); returns its handle. Arguments as ``stream``."""
+            stop: Sequence[str] = (), truncate: bool = False, ignore_eos: bool = False, **sampling: Any) -> int:
+        """Start a generation (its prompt is evaluated now); returns its handle. Arguments as ``stream``;
+        ``ignore_eos`` never samples end-of-text, so the text runs to ``max_new_tokens`` (for benchmarks)."""
         if not self.free:
             raise SlmkitError(f"all {self.size} slots of the batch are in use")
         settings = sampling_settings(sampling)
@@ -63,7 +65,7 @@ class ContinuousBatch:
             logits = self.rt._slot_prefill(slot, ids)
         handle, self._next = self._next, self._next + 1
         self._seqs[handle] = _Seq(slot, settings.sampler(seed), TextAssembler(self.rt.tokenizer, stop, len(ids)),
-                                  max_new_tokens, logits)
+                                  max_new_tokens, logits, ignore_eos)
         return handle
 
     def remove(self, handle: int) -> None:
@@ -79,6 +81,8 @@ class ContinuousBatch:
         going: list[tuple[int, int]] = []
         eos = self.rt.tokenizer.eos_id
         for handle, seq in list(self._seqs.items()):
+            if seq.ignore_eos:
+                seq.logits[eos] = -np.inf
             tok = seq.sampler.next(seq.logits)
             if tok == eos:
                 chunk = seq.text.end("stop")

@@ -181,7 +181,8 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         if len(stop) > MAX_STOP:
             raise ServerError(400, f"stop takes at most {MAX_STOP} strings", param="stop")
         prompts = prompt_list(req.prompt)
-        opts = {**sampling_of(req, 16 if req.max_tokens is None else req.max_tokens), "stop": stop}
+        opts = {**sampling_of(req, 16 if req.max_tokens is None else req.max_tokens), "stop": stop,
+                "ignore_eos": req.ignore_eos}
         choices = [(p, {**opts, "seed": None if req.seed is None else req.seed + j}) for p in prompts for j in range(req.n)]
         job = Job(choices, asyncio.get_running_loop(), settings.timeout)
         engine.submit(job)

@@ -25,7 +25,8 @@ class StreamOptions(BaseModel):
 
 class CompletionRequest(BaseModel):
     """``POST /v1/completions`` as OpenAI defines it, plus slmkit's sampler fields (top_k, min_p,
-    no_repeat_ngram). Unknown fields are refused, as OpenAI refuses them."""
+    no_repeat_ngram) and llama.cpp server's ``ignore_eos`` (run to max_tokens: for benchmarks). Unknown
+    fields are refused, as OpenAI refuses them."""
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
@@ -49,6 +50,7 @@ class CompletionRequest(BaseModel):
     top_k: int = 0
     min_p: float = 0.0
     no_repeat_ngram: int = 0
+    ignore_eos: bool = False
 
 
 class PromptsRequest(BaseModel):

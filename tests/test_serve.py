@@ -300,3 +300,21 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(tiny_gguf):
 def test_refuses_a_public_address_without_an_api_key():
     r = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "0"])
     assert r.exit_code == 1 and "refusing to listen on 0.0.0.0 without an API key" in r.output
+
+
+def test_ignore_eos_runs_every_choice_to_max_tokens(client, tiny_gguf):
+    r = client.completions.create(model=tiny_gguf.stem, prompt="a", max_tokens=40, n=4, temperature=1.0, seed=2,
+                                  extra_body={"ignore_eos": True})
+    assert [c.finish_reason for c in r.choices] == ["length"] * 4 and r.usage.completion_tokens == 160
+
+
+def test_the_load_benchmark_runs_and_reports_each_level(tiny_gguf, tmp_path):
+    from slmkit.benchmarks.serve_load import main
+
+    main([str(tiny_gguf), "--clients", "1,2", "--requests", "2", "--max-tokens", "8", "--threads", "1",
+          "--json", str(tmp_path / "load.json")])
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert [lv["clients"] for lv in report["levels"]] == [1, 2]
+    for lv in report["levels"]:
+        assert lv["failed"] == 0 and lv["requests"] == 2 * lv["clients"] and lv["tokens"] == 8 * lv["requests"]
+        assert lv["tok_s"] > 0 and lv["latency_p95_s"] >= lv["latency_p50_s"] > 0
