@@ -13,7 +13,17 @@ from slmkit.errors import SlmkitError
 def open_runtime(path: str | Path | None, threads: int | None = None, n_ctx: int | None = None,
                  sha256: str | None = None):
     """The backend for a file: ``.gguf`` → llama.cpp, ``.onnx`` → onnxruntime, a GPT-2 folder (or
-    None, the demo model) → the transformers fp16 reference. ``sha256``: an artifact's hash, when known."""
+    None, the demo model) → the transformers fp16 reference. ``sha256``: an artifact's hash, when known.
+    A backend whose library is not installed is one SlmkitError naming the extra to install."""
+    try:
+        return _open(path, threads, n_ctx, sha256)
+    except ModuleNotFoundError as e:
+        from slmkit.extras import missing
+
+        raise missing(e) from None
+
+
+def _open(path: str | Path | None, threads: int | None, n_ctx: int | None, sha256: str | None):
     if path is None or Path(path).is_dir():
         from slmkit.runtimes.reference import ReferenceRuntime
 

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from click.testing import CliRunner
 
 from slmkit.cli import cli
@@ -89,3 +91,15 @@ def test_an_intent_that_names_a_folder_is_still_an_intent(tiny_demo, tmp_path, m
     assert r.exit_code == 0, r.output
     r = run_generate(str(tiny_demo))  # a model folder alone: the intent was forgotten
     assert r.exit_code == 1 and "missing INTENT" in r.output
+
+
+@pytest.mark.parametrize("module,extra", [("torch", "convert"), ("llama_cpp", "gguf"), ("onnxruntime", "onnx")])
+def test_a_missing_optional_dependency_is_one_line_naming_its_extra(monkeypatch, demo_artifacts, module, extra):
+    """A runtime-only install (no torch), or one without a backend's library: never a traceback."""
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if it were not installed
+    target = {"torch": [], "llama_cpp": [str(next(demo_artifacts.glob("*-Q8_0.gguf")))],
+              "onnxruntime": [str(next(demo_artifacts.glob("*-int8.onnx")))]}[module]
+    r = CliRunner().invoke(cli, ["generate", *target, "summer beach party poster", "--max-new-tokens", "4"])
+    assert r.exit_code == 1, r.output
+    assert f"needs {module}, which is not installed: pip install 'slmkit[{extra}]'" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1

@@ -16,7 +16,8 @@ MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
 
 
 class _Group(click.Group):
-    """Turns SlmkitError into ``error: ...`` on stderr with its exit code (1, or 2 for unusable input)."""
+    """Turns SlmkitError into ``error: ...`` on stderr with its exit code (1, or 2 for unusable input), and a
+    missing optional dependency into one line naming the extra that installs it."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -24,6 +25,11 @@ class _Group(click.Group):
         except SlmkitError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except ModuleNotFoundError as e:  # an optional dependency this command needs
+            from slmkit.extras import missing
+
+            click.echo(f"error: {missing(e)}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -361,11 +367,8 @@ def check(report: str, baseline: str | None, config_file: str | None, **flags: f
 def serve(target: str | None, device: str, host: str, port: int, api_key: str | None, insecure_no_key: bool,
           parallel: int, max_queue: int, timeout: float, threads: int | None, no_verify: bool) -> None:
     """Serve a model or artifact over a local OpenAI-compatible HTTP API (the demo model when omitted)."""
-    try:
-        from slmkit.server.run import serve as run_server
-    except ImportError as e:
-        raise SlmkitError(f"slmkit serve needs the 'serve' extra (pip install 'slmkit[serve]'): {e.name} is missing"
-                          ) from None
+    from slmkit.server.run import serve as run_server
+
     run_server(target, device=device, host=host, port=port, api_key=api_key, insecure_no_key=insecure_no_key,
                parallel=parallel, max_queue=max_queue, timeout=timeout, threads=threads, verify=not no_verify)
 
