@@ -130,8 +130,10 @@ def resolve(target: str | None, artifacts_dir: Path | None, opts: BenchOptions,
         model = open_model_folder(source)
         if model.sha256() != recorded.get("sha256"):
             raise SlmkitError(f"{path}: its artifacts were converted from another model than {model.path}")
+        check_workload_fits(model, opts)
         return model, path
     model = open_model_folder(target)
+    check_workload_fits(model, opts)
     folder = artifacts_dir or Path("out") / model.name
     ensure_artifacts(model, folder, opts, log)
     return model, folder
@@ -146,6 +148,20 @@ def workload_of(opts: BenchOptions) -> Workload:
 def check_texts(opts: BenchOptions) -> list[str]:
     """The texts the converters' checks use when bench quantizes: the workload's first ones."""
     return list(workload_of(opts).texts[:CHECK_TEXTS])
+
+
+def check_workload_fits(model: ModelFolder, opts: BenchOptions) -> None:
+    """The demo's held-out texts and prompts are written in its control tokens: refuse them (before any
+    work) for a model whose tokenizer lacks those tokens."""
+    from slmkit.prompts import CONTROL_TOKENS
+    from slmkit.tokenizer import TextTokenizer
+
+    parts = [p for p in ("texts", "prompts") if p in workload_of(opts).demo]
+    tok = TextTokenizer.from_folder(model.path)
+    if parts and any(tok.token_to_id(t) is None for t in CONTROL_TOKENS):
+        flags = " and ".join(f"--{p} FILE" for p in parts)
+        raise SlmkitError(f"{model.name} has no demo control tokens, so the demo's held-out {' and '.join(parts)} "
+                          f"do not fit it: pass {flags} (one per line) to measure on your own")
 
 
 def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tuple[Scenario, dict, list[str]]:
@@ -167,6 +183,7 @@ def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tupl
                   sample_prompts=[p for p, _ in sample], reps=opts.reps or size["reps"],
                   decode_tokens=size["decode_tokens"])
     settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": work.source,
+                "prompts_source": work.prompts_source,
                 "scored_tokens": sum(len(i) - 1 for i in text_ids), "greedy_prompts": len(greedy),
                 "greedy_tokens": sc.greedy_tokens, "sampled_intents": len(sample), "candidates": sc.candidates,
                 "sample_tokens": sc.sample_tokens, **sc.sampling, "seed": sc.seed,

@@ -266,6 +266,42 @@ def test_texts_file_for_drift(tmp_path):
         bench_workload(str(tmp_path / "missing.txt"), quick=True)
 
 
+def test_prompts_file_and_template(tmp_path):
+    from slmkit.cli import bench_workload
+    from slmkit.errors import SlmkitError
+
+    f = tmp_path / "intents.txt"
+    f.write_text("red bicycle\nquiet harbor at dawn\n", encoding="utf-8")
+    work = bench_workload(None, True, str(f), "<|task:t2i|>{intent}<|out|>")
+    assert work.greedy_prompts == ("<|task:t2i|>red bicycle<|out|>", "<|task:t2i|>quiet harbor at dawn<|out|>")
+    assert work.sampled[1] == ("<|task:t2i|>quiet harbor at dawn<|out|>", "quiet harbor at dawn")
+    assert work.demo == {"texts"} and "intents.txt (2 lines)" in work.prompts_source
+    plain = bench_workload(None, True, str(f))
+    assert plain.sampled[0] == ("red bicycle", "red bicycle")
+    with pytest.raises(SlmkitError, match="must contain {intent}"):
+        bench_workload(None, True, str(f), "<|out|>")
+    with pytest.raises(SlmkitError, match="--template needs --prompts"):
+        bench_workload(None, True, None, "{intent}")
+
+
+def test_bench_on_a_model_without_control_tokens_measures_only_its_own_texts_and_prompts(odd_gpt2, tmp_path):
+    """A user's GPT-2 (GPT-2's vocabulary, none of the demo's control tokens): the demo's prompts are refused
+    in one line; with its own texts and prompts the run completes and reports where they came from."""
+    texts, prompts = tmp_path / "texts.txt", tmp_path / "prompts.txt"
+    texts.write_text("The harbor was quiet at dawn.\nShe rode a red bicycle to the market.\n" * 4)
+    prompts.write_text("Once upon a time\nThe weather today\n")
+    args = ["bench", str(odd_gpt2), "--quick", "--quant", "q8_0", "--scorer", "none", "--no-plots", "--threads", "1",
+            "--artifacts", str(tmp_path / "art")]
+    r = run(*args, "--out", str(tmp_path / "r0"))
+    assert r.exit_code == 1 and "has no demo control tokens" in r.output and "--texts FILE and --prompts FILE" in r.output
+    assert not (tmp_path / "art").exists()  # refused before any work
+    r = run(*args, "--texts", str(texts), "--prompts", str(prompts), "--out", str(tmp_path / "r"))
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "texts.txt" in report["settings"]["texts_source"] and "prompts.txt" in report["settings"]["prompts_source"]
+    assert report["settings"]["greedy_prompts"] == 2 and report["settings"]["sampled_intents"] == 2
+
+
 @pytest.mark.parametrize("module", ["overhead", "decode", "leaks"])
 def test_benchmark_scripts_give_one_line_errors(module, tmp_path):
     import subprocess

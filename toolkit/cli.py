@@ -232,19 +232,29 @@ def looks_like_model(path: Path) -> bool:
         (path.is_file() and path.suffix.lower() in (".gguf", ".onnx"))
 
 
-def bench_workload(texts_file: str | None, quick: bool):
-    """The demo's held-out examples, sized for the mode; a user's texts file replaces the scored texts."""
+def bench_workload(texts_file: str | None, quick: bool, prompts_file: str | None = None,
+                   template: str | None = None):
+    """The demo's held-out examples, sized for the mode; a user's texts file replaces the scored texts, a
+    prompts file (through ``template``) the prompts continued and the intents sampled."""
     from dataclasses import replace
 
     from slmkit.benchmarks.bench import MODES
     from slmkit.demo.dataset import workload
-    from slmkit.workload import read_lines
+    from slmkit.workload import prompt_pairs, read_lines
 
     size = MODES["quick" if quick else "full"]
     work = workload(size["texts"], size["greedy"], size["intents"])
     if texts_file:
         texts = read_lines(texts_file)[:size["texts"]]
-        work = replace(work, texts=tuple(texts), source=f"{texts_file} ({len(texts)} lines)")
+        work = replace(work, texts=tuple(texts), source=f"{texts_file} ({len(texts)} lines)",
+                       demo=work.demo - {"texts"})
+    if template is not None and not prompts_file:
+        raise SlmkitError("--template needs --prompts FILE (the intents it wraps)")
+    if prompts_file:
+        pairs = prompt_pairs(read_lines(prompts_file, "prompts"), template)
+        work = replace(work, greedy_prompts=tuple(p for p, _ in pairs[:size["greedy"]]),
+                       sampled=tuple(pairs[:size["intents"]]), demo=work.demo - {"prompts"},
+                       prompts_source=f"{prompts_file} ({len(pairs)} lines)" + (f", template {template!r}" if template else ""))
     return work
 
 
@@ -262,6 +272,10 @@ def bench_workload(texts_file: str | None, quick: bool):
 @click.option("--quick", is_flag=True, help="Fewer texts and repetitions: under a minute on the demo model, for CI.")
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
               help="Text file (one text per line) scored for drift instead of the demo's held-out texts.")
+@click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), default=None,
+              help="Text file (one per line) of prompts continued and sampled instead of the demo's intents.")
+@click.option("--template", default=None,
+              help="Wrap each --prompts line: a text with {intent}, e.g. '<|task:t2i|>{intent}<|out|>'.")
 @click.option("--scorer", default="minilm", show_default=True,
               help="Sentence embeddings for relevance/diversity: minilm, none, or module:Class.")
 @click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
@@ -272,8 +286,8 @@ def bench_workload(texts_file: str | None, quick: bool):
                    "onnx.checker, whose passing memory shows in peak RSS).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def bench(target: str | None, device: str, formats: str, quant: str | None, out: str | None, artifacts: str | None,
-          model: str | None, quick: bool, texts_file: str | None, scorer: str, threads: int | None, reps: int | None,
-          no_verify: bool, no_plots: bool) -> None:
+          model: str | None, quick: bool, texts_file: str | None, prompts_file: str | None, template: str | None,
+          scorer: str, threads: int | None, reps: int | None, no_verify: bool, no_plots: bool) -> None:
     """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
     from slmkit.benchmarks.bench import FORMATS, BenchOptions, run_bench
     from slmkit.benchmarks.report import markdown, write_report
@@ -282,7 +296,7 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
     if not fmts or any(f not in FORMATS for f in fmts):
         raise SlmkitError(f"unknown format in {formats!r}; valid: {', '.join(FORMATS)}")
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
-                        workload=bench_workload(texts_file, quick), scorer=scorer, threads=threads,
+                        workload=bench_workload(texts_file, quick, prompts_file, template), scorer=scorer, threads=threads,
                         reps=reps, verify=not no_verify, model=model)
 
     def progress(items, label):

@@ -20,6 +20,16 @@ class Workload:
     greedy_prompts: tuple[str, ...]         # greedy continuations compared with the reference's
     sampled: tuple[tuple[str, str], ...]    # (prompt, intent): candidates scored for relevance and diversity
     source: str                             # where the texts came from, for reports
+    prompts_source: str = ""                # where the prompts and intents came from, for reports
+    demo: frozenset[str] = frozenset()      # the parts ("texts", "prompts") that are the demo model's own
+
+
+def prompt_pairs(lines: list[str], template: str | None = None) -> list[tuple[str, str]]:
+    """(prompt, intent) per line: the line itself, or ``template`` with ``{intent}`` replaced by it (a
+    model's own control tokens, say "<|task:t2i|>{intent}<|out|>"); relevance is scored against the line."""
+    if template is not None and "{intent}" not in template:
+        raise SlmkitError(f"the prompt template must contain {{intent}}, got {template!r}")
+    return [(template.replace("{intent}", line) if template else line, line) for line in lines]
 
 
 def read_lines(path: str | Path, what: str = "texts") -> list[str]:

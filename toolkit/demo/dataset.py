@@ -30,13 +30,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from slmkit.demo.intents import article
-from slmkit.demo.words import (ARTIFACTS, DATA, QUALITIES, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, content_words,
+from slmkit.demo.words import (ARTIFACTS, DATA, ABSTRACT, CONCRETE, DESCRIPTOR_ADJECTIVES, QUALITIES, UNPLEASANT, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, content_words,
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket
 from slmkit.workload import CHECK_TEXTS, Workload
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
@@ -116,7 +116,8 @@ def workload(n_texts: int = CHECK_TEXTS, n_greedy: int = 27, n_intents: int = 27
     return Workload(texts=tuple(e.text for e in examples("eval", n_texts)),
                     greedy_prompts=tuple(e.prompt for e in examples("eval", n_greedy)),
                     sampled=tuple((e.prompt, e.intent) for e in sampled),
-                    source=f"demo held-out examples ({n_texts})")
+                    source=f"demo held-out examples ({n_texts})", prompts_source="demo held-out intents",
+                    demo=frozenset({"texts", "prompts"}))
 
 
 def read_jsonl(path: Path) -> list[Example]:
@@ -271,7 +272,7 @@ class Bank:
     _near: dict[tuple[str, str], list[str]]
 
     def related(self, kind: str, anchor: str, k: int = 40) -> list[str]:
-        """The ``k`` words of a pool ('noun', 'adj', 'verb', 'gerund') nearest to an anchor noun."""
+        """The ``k`` words of a pool ('noun', 'adj', 'verb', 'gerund', 'descriptor') nearest to an anchor noun."""
         key = (kind, anchor)
         if key not in self._near:
             i = self.words["noun"].index(anchor)
@@ -281,17 +282,36 @@ class Bank:
         return self._near[key]
 
 
+UNPLEASANT_MAX = 0.45    # a noun this close (MiniLM cosine) to an unpleasant word is no descriptor
+CONCRETE_SHARE = 0.45    # the most concrete share of the nouns are descriptors
+
+
+def descriptor_nouns(embed: Embedder, nouns: list[str], emb: np.ndarray) -> list[str]:
+    """The nouns fit for descriptors: concrete (mean of the 3 best cosines to the concrete anchors minus the
+    same to the abstract ones, the top ``CONCRETE_SHARE``) and not near an unpleasant word."""
+    def top3(anchors: tuple[str, ...]) -> np.ndarray:
+        return np.sort(emb @ embed(list(anchors)).T, axis=1)[:, -3:].mean(axis=1)
+
+    concrete = top3(CONCRETE) - top3(ABSTRACT)
+    cut = np.quantile(concrete, 1 - CONCRETE_SHARE)
+    unpleasant = (emb @ embed(list(UNPLEASANT)).T).max(axis=1)
+    return [n for n, c, u in zip(nouns, concrete, unpleasant) if c >= cut and u < UNPLEASANT_MAX]
+
+
 def build_bank(embed: Embedder, seed: int) -> Bank:
-    """Nouns, adjective + noun pairs (adjectives near their noun), styles and qualities, embedded."""
+    """Descriptor phrases, embedded: concrete, pleasant nouns, each paired with descriptor adjectives near it
+    ("misty harbor"), styles, qualities and artifacts; plus the word pools' embeddings for intents."""
     from slmkit.demo.words import pools
 
     p = pools()
-    words = {"noun": list(p.nouns), "adj": list(p.adjectives), "verb": list(p.verbs), "gerund": list(p.gerunds)}
+    words = {"noun": list(p.nouns), "adj": list(p.adjectives), "verb": list(p.verbs), "gerund": list(p.gerunds),
+             "descriptor": list(DESCRIPTOR_ADJECTIVES)}
     word_emb = {k: embed(v) for k, v in words.items()}
     bank = Bank([], np.zeros((0, 384), np.float32), words, word_emb, {})
+    nouns = descriptor_nouns(embed, words["noun"], word_emb["noun"])
     rng = random.Random(seed)
-    pairs = [f"{rng.choice(bank.related('adj', noun, 12))} {noun}" for noun in words["noun"] for _ in range(2)]
-    phrases = list(dict.fromkeys(words["noun"] + pairs + [f"{s} style" for s in STYLES] + list(QUALITIES)
+    pairs = [f"{rng.choice(bank.related('descriptor', noun, 6))} {noun}" for noun in nouns for _ in range(3)]
+    phrases = list(dict.fromkeys(nouns + pairs + [f"{s} style" for s in STYLES] + list(QUALITIES)
                                  + list(ARTIFACTS)))
     bank.phrases, bank.emb = phrases, embed(phrases)
     return bank
