@@ -206,6 +206,21 @@ def test_gguf_hyperparameters_llama_cpp_would_abort_on_are_refused(small, tmp_pa
     with pytest.raises(SlmkitError, match=msg):
         LlamaCppRuntime(path, threads=1)
 
+@pytest.mark.parametrize("value", ["2", 2.0, True])
+def test_a_special_token_id_that_is_not_an_integer_is_one_line(small, tmp_path, monkeypatch, value):
+    """A GGUF whose eos_token_id is a string (or float / bool): was a ValueError traceback."""
+    import gguf
+
+    def edited(self, _id):
+        key = gguf.Keys.Tokenizer.EOS_ID
+        {str: self.add_string, float: self.add_float32, bool: self.add_bool}[type(value)](key, value)
+
+    monkeypatch.setattr(gguf.GGUFWriter, "add_eos_token_id", edited)
+    path = write_gguf(open_model_folder(small), tmp_path / "edited.gguf")
+    with pytest.raises(SlmkitError, match="eos token id .* is not an integer"):
+        LlamaCppRuntime(path, threads=1)
+
+
 def test_other_architecture_gguf_is_refused(tmp_path):
     import gguf
 

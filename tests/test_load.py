@@ -35,6 +35,47 @@ def test_profiles_are_data_and_extendable(tmp_path, monkeypatch):
         load_profiles()
 
 
+@pytest.mark.parametrize("fields, msg", [
+    ({"threads": "all"}, "threads must be \"physical\" or a whole number"),  # was a ValueError traceback
+    ({"threads": 0}, "threads must be"),
+    ({"max_context": -5}, "max_context must be null or a whole number"),
+    ({"batch": 1.5}, "batch must be a whole number"),
+    ({"memory_budget_mb": "lots"}, "memory_budget_mb must be null or a positive number"),
+    ({"prefer": "q8_0"}, "prefer must be a list"),
+])
+def test_a_profile_value_that_cannot_work_is_one_line(tmp_path, monkeypatch, fields, msg):
+    extra = tmp_path / "p.json"
+    extra.write_text(json.dumps({"weird": fields}))
+    monkeypatch.setenv("SLMKIT_PROFILES", str(extra))
+    with pytest.raises(SlmkitError, match=f"profile 'weird': {msg}"):
+        load_profiles()
+    r = CliRunner().invoke(cli, ["generate", "--device", "weird", "x"])
+    assert r.exit_code == 1 and "profile 'weird'" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda e: e.pop("quant"), "lacks 'quant'"),          # was a KeyError traceback
+    (lambda e: e.pop("bytes"), "lacks 'bytes'"),
+    (lambda e: e.update(sha256=7), "'sha256' of the wrong type"),
+    (lambda e: e.update(bytes="12"), "'bytes' of the wrong type"),
+])
+def test_a_hand_edited_manifest_is_one_line(artifacts, tmp_path, edit, msg):
+    import shutil
+
+    copy = tmp_path / "a"
+    shutil.copytree(artifacts, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(next(iter(manifest["artifacts"].values())))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SlmkitError, match=msg):
+        load(copy)
+    r = CliRunner().invoke(cli, ["generate", str(copy), "x"])
+    assert r.exit_code == 1 and msg.split("'")[1] in r.output and "Traceback" not in r.output
+    (copy / "manifest.json").write_text(json.dumps({"schema": "slmkit.manifest/1", "artifacts": {"x.gguf": 5}}))
+    with pytest.raises(SlmkitError, match="'x.gguf' is not an entry"):
+        load(copy)
+
+
 def test_load_picks_by_profile_and_enforces_it(artifacts, tmp_path, monkeypatch):
     with load(artifacts) as rt:
         assert rt.info["format"] == "gguf"

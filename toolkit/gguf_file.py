@@ -235,7 +235,9 @@ def _check_vocab(meta: dict, path: Path, rows: int | None) -> None:
         raise SlmkitError(f"{path}: corrupt GGUF merges")
     for name in SPECIAL_IDS:
         tid = meta.get(f"tokenizer.ggml.{name}_token_id")
-        if tid is not None and (isinstance(tid, (bool, float)) or not 0 <= int(tid) < len(tokens)):
+        if tid is not None and (not isinstance(tid, int) or isinstance(tid, bool)):
+            raise SlmkitError(f"{path}: {name} token id {tid!r} is not an integer")
+        if tid is not None and not 0 <= tid < len(tokens):
             raise SlmkitError(f"{path}: {name} token id {tid} is outside the vocabulary of {len(tokens)}")
 
 

@@ -36,7 +36,29 @@ def read_manifest(folder: Path) -> dict:
         raise SlmkitError(f"{path}: corrupt manifest (not JSON)") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise SlmkitError(f"{path}: not an slmkit manifest (schema {SCHEMA} expected)")
+    check_entries(path, data)
     return data
+
+
+# What every artifact entry holds, with its type: the loader and bench read these.
+ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {"format": str, "quant": str, "bytes": int, "sha256": str}
+
+
+def check_entries(path: Path, data: dict) -> None:
+    """A hand-edited or damaged manifest is one clear error naming the entry and field, not a KeyError."""
+    artifacts = data.get("artifacts", {})
+    if not isinstance(artifacts, dict):
+        raise SlmkitError(f"{path}: 'artifacts' must map file names to entries")
+    for name, entry in artifacts.items():
+        if not isinstance(entry, dict):
+            raise SlmkitError(f"{path}: artifact {name!r} is not an entry (an object with {', '.join(ENTRY_FIELDS)})")
+        for key, kind in ENTRY_FIELDS.items():
+            if key not in entry:
+                raise SlmkitError(f"{path}: artifact {name!r} lacks {key!r}")
+            if not isinstance(entry[key], kind) or isinstance(entry[key], bool):
+                raise SlmkitError(f"{path}: artifact {name!r} has a {key!r} of the wrong type")
+    if "source" in data and not isinstance(data["source"], dict):
+        raise SlmkitError(f"{path}: 'source' must be an object")
 
 
 def verify_sha256(path: Path, expected: str | None) -> str:

@@ -74,8 +74,33 @@ def load_profiles(extra: str | Path | None = None) -> dict[str, Profile]:
         bad = set(fields) - known
         if bad:
             raise SlmkitError(f"profile {name!r}: unknown field {sorted(bad)[0]!r}; valid: {', '.join(sorted(known))}")
-        out[name] = Profile(name, **fields)
+        out[name] = checked(Profile(name, **fields))
     return out
+
+
+def checked(p: Profile) -> Profile:
+    """The profile, or one clear error naming the field whose value cannot work."""
+    def bad(field_: str, want: str) -> SlmkitError:
+        return SlmkitError(f"profile {p.name!r}: {field_} must be {want}, got {getattr(p, field_)!r}")
+
+    def whole(x: object) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+    if p.threads != "physical" and not whole(p.threads):
+        raise bad("threads", '"physical" or a whole number of at least 1')
+    if p.max_context is not None and not whole(p.max_context):
+        raise bad("max_context", "null or a whole number of at least 1")
+    if not whole(p.batch):
+        raise bad("batch", "a whole number of at least 1")
+    if p.memory_budget_mb is not None and (isinstance(p.memory_budget_mb, bool)
+                                           or not isinstance(p.memory_budget_mb, (int, float))
+                                           or not p.memory_budget_mb > 0):
+        raise bad("memory_budget_mb", "null or a positive number")
+    if not isinstance(p.prefer, list) or not all(isinstance(q, str) for q in p.prefer):
+        raise bad("prefer", "a list of artifact types")
+    if not isinstance(p.description, str):
+        raise bad("description", "text")
+    return p
 
 
 def get_profile(name: str, extra: str | Path | None = None) -> Profile:
