@@ -22,7 +22,7 @@ from slmkit.benchmarks.scenario import Scenario
 from slmkit.benchmarks.schema import SCHEMA, Report, Result
 from slmkit.benchmarks.task_quality import get_scorer, task_metrics
 from slmkit.errors import SlmkitError
-from slmkit.manifest import MANIFEST, read_manifest, verify_sha256
+from slmkit.manifest import MANIFEST, read_manifest, verify_artifact
 from slmkit.model_folder import ModelFolder, open_model_folder
 from slmkit.profiles import get_profile
 from slmkit.version import __version__
@@ -111,7 +111,7 @@ def select_artifacts(folder: Path, opts: BenchOptions) -> list[tuple[str, dict]]
             chosen.append((name, e))
     if opts.verify:
         for name, e in chosen:
-            verify_sha256(folder / name, e.get("sha256"))
+            verify_artifact(folder / name, e)
     if not chosen:
         raise SlmkitError(f"{folder}: no artifact of format {'/'.join(opts.formats)}"
                           f"{' and type ' + ','.join(opts.quants) if opts.quants else ''} in the manifest")

@@ -93,6 +93,7 @@ def write_one(folder: ModelFolder, run: Conversion, precision: str, int4: Int4Op
 
 def record(folder: ModelFolder, run: Conversion, path: Path, precision: str, settings: dict, t0: float,
            log: Callable[[str], None]) -> None:
-    run.landing.record(path, artifact_entry(path, "onnx", precision, t0, **settings,
-                                            bits_per_weight=round(8 * path.stat().st_size / folder.n_params, 3)))
-    log(f"wrote {path.name} ({path.stat().st_size / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")
+    total = path.stat().st_size + int(settings.get("external_data_bytes", 0))  # the graph file and its weights file
+    run.landing.record(path, artifact_entry(path, "onnx", precision, t0, **settings, bytes=total,
+                                            bits_per_weight=round(8 * total / folder.n_params, 3)))
+    log(f"wrote {path.name} ({total / 2**20:.1f} MiB, {time.time() - t0:.1f}s)")

@@ -32,7 +32,7 @@ def remove_artifact(path: Path) -> None:
 
 
 def artifact_entry(path: Path, fmt: str, quant: str, started: float, **extra: object) -> dict:
-    """A manifest entry for a finished artifact file."""
+    """A manifest entry for a finished artifact file (``extra`` may set ``bytes`` to count a file beside it)."""
     return {"format": fmt, "quant": quant, "bytes": path.stat().st_size, "sha256": sha256_file(path),
             "seconds": round(time.time() - started, 2), **extra}
 

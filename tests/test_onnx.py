@@ -208,7 +208,24 @@ def test_models_past_2gb_keep_weights_as_external_data(tiny_demo, tmp_path, monk
         e = m["artifacts"][f"{tiny_demo.name}-{p}.onnx"]
         data = tmp_path / e["external_data"]
         assert data.is_file() and e["external_data_sha256"] == sha256_file(data)
-        assert (tmp_path / f"{tiny_demo.name}-{p}.onnx").stat().st_size < 100_000
+        graph = tmp_path / f"{tiny_demo.name}-{p}.onnx"
+        assert graph.stat().st_size < 100_000
+        # sizes and bits per weight count both files (they used to leave the weights file out)
+        assert e["bytes"] == graph.stat().st_size + data.stat().st_size == e["external_data_bytes"] + graph.stat().st_size
+    # the weights file is verified on load too (it used to be recorded, never checked)
+    from slmkit import load
+
+    data = tmp_path / f"{tiny_demo.name}-int8.onnx.data"
+    with load(tmp_path / f"{tiny_demo.name}-int8.onnx", threads=1) as rt:
+        assert rt.info["sha256_verified"]
+    blob = bytearray(data.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    data.write_bytes(bytes(blob))
+    with pytest.raises(SlmkitError, match=r"int8\.onnx\.data: sha256 does not match its manifest"):
+        load(tmp_path / f"{tiny_demo.name}-int8.onnx", threads=1)
+    data.unlink()
+    with pytest.raises(SlmkitError, match="external data its manifest lists is missing"):
+        load(tmp_path / f"{tiny_demo.name}-int8.onnx", threads=1)
     ref = ReferenceRuntime(tiny_demo, threads=1)
     with OnnxRuntime(tmp_path / f"{tiny_demo.name}-fp32.onnx", threads=1) as rt:
         assert np.abs(rt.score("a cozy cabin") - ref.score("a cozy cabin")).max() < 1e-4

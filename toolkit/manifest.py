@@ -70,6 +70,18 @@ def verify_sha256(path: Path, expected: str | None) -> str:
     return actual
 
 
+def verify_artifact(path: Path, entry: dict) -> str:
+    """Check an artifact against its manifest entry: its sha256 and, for ONNX weights kept beside it
+    (``<file>.data``), that file's too. Returns the artifact file's sha256."""
+    actual = verify_sha256(path, entry.get("sha256"))
+    if entry.get("external_data"):
+        data = Path(path).with_name(entry["external_data"])
+        if not data.is_file():
+            raise SlmkitError(f"{data}: the external data its manifest lists is missing")
+        verify_sha256(data, entry.get("external_data_sha256"))
+    return actual
+
+
 def update_manifest(folder: Path, source: ModelFolder, artifacts: dict[str, dict], checks: dict[str, dict]) -> dict:
     """Merge new artifact entries and check results into the folder's manifest and write it atomically."""
     folder = Path(folder)
