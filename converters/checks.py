@@ -66,11 +66,20 @@ def require(name: str, result: dict, artifact: str) -> None:
                           f"{result['texts']} texts (first: {result['first_mismatch']!r})")
     if name == "onnx_checker":
         raise SlmkitError(f"{artifact}: onnx.checker failed: {result['error']}")
+    if name == "finite_logits":
+        raise SlmkitError(f"{artifact}: its logits are not finite (NaN or infinity) on {result['bad_texts']} of "
+                          f"{result['texts']} texts")
     if name == "cache_consistency":
         raise SlmkitError(f"{artifact}: decoding with the KV cache differs from a full forward pass by "
                           f"{result['max_abs_diff']:.5f}")
     raise SlmkitError(f"{artifact}: logits differ from the fp16 reference by {result['max_abs_diff']:.4f} "
                       f"(limit {result['limit']:.4f})")
+
+
+def finite_logits(runtime: Runtime, texts: list[str]) -> dict:
+    """Every logit of a few texts is finite: a quantization that broke the weights shows here."""
+    bad = sum(not np.isfinite(runtime.score(runtime.tokenize(t)[: runtime.n_ctx])).all() for t in texts)
+    return {"texts": len(texts), "bad_texts": int(bad), "passed": bad == 0}
 
 
 def onnx_checker(path) -> dict:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from slmkit.converters.checks import fidelity, require, tokenizer_parity, transformers_encoder
+from slmkit.converters.checks import fidelity, finite_logits, require, tokenizer_parity, transformers_encoder
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
 from slmkit.converters.gguf_writer import write_gguf
 from slmkit.converters.output import Conversion, artifact_entry
@@ -42,7 +42,7 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
             run.landing.record(f16, f16_entry)
         for quant in quants:
             if quant != "f16":
-                quantize_one(folder, run, quant, threads, embedding_type, log)
+                quantize_one(folder, run, quant, threads, embedding_type, list(texts), log)
     return update_manifest(out, folder, run.entries, {"gguf": checks})
 
 
@@ -63,8 +63,11 @@ def check_source(folder: ModelFolder, source: Path, label: str, texts: list[str]
 
 
 def quantize_one(folder: ModelFolder, run: Conversion, quant: str, threads: int, embedding_type: str | None,
-                 log: Callable[[str], None]) -> None:
-    """One GGUF type from the checked f16 source (f32 straight from the weights), landed and recorded."""
+                 texts: list[str], log: Callable[[str], None]) -> None:
+    """One GGUF type from the checked f16 source (f32 straight from the weights), checked (it loads and
+    gives finite logits), landed and recorded with its check."""
+    from slmkit.runtimes.llamacpp import LlamaCppRuntime
+
     t0 = time.time()
     dest = run.out / artifact_name(folder, quant)
     if quant == "f32":
@@ -73,7 +76,11 @@ def quantize_one(folder: ModelFolder, run: Conversion, quant: str, threads: int,
     else:
         result = quantize_gguf(run.source, dest, quant, threads, embedding_type)
     run.landing.placed(dest)
-    run.landing.record(dest, artifact_entry(dest, "gguf", quant, t0, **result.summary()))
+    with LlamaCppRuntime(dest, threads=threads or None) as rt:
+        check = finite_logits(rt, texts[:4])
+    require("finite_logits", check, dest.name)
+    run.landing.record(dest, artifact_entry(dest, "gguf", quant, t0, **result.summary(),
+                                            checks={"finite_logits": check}))
     log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {result.bits_per_weight:.2f} bits/weight, "
         f"embedding {result.embedding_type}, {time.time() - t0:.1f}s)")
     if result.fallbacks:

@@ -84,11 +84,13 @@ def write_one(folder: ModelFolder, run: Conversion, precision: str, int4: Int4Op
     dest = run.out / artifact_name(folder, precision)
     settings = write_precision(folder, precision, dest, int4)
     run.landing.placed(dest)
-    require("onnx_checker", onnx_checker(dest), dest.name)
+    checker = onnx_checker(dest)
+    require("onnx_checker", checker, dest.name)
     with OnnxRuntime(dest, threads=threads or None, checked=True) as rt:
         cache = cache_consistency(rt, texts[:4], quantized=precision.startswith("int"))
     require("cache_consistency", cache, dest.name)
-    record(folder, run, dest, precision, settings, t0, log)
+    record(folder, run, dest, precision, {**settings, "checks": {"onnx_checker": checker, "cache_consistency": cache}},
+           t0, log)
 
 
 def record(folder: ModelFolder, run: Conversion, path: Path, precision: str, settings: dict, t0: float,

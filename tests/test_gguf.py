@@ -42,6 +42,9 @@ def test_quantize_writes_artifacts_manifest_and_tokenizer(small, quantized):
     q4 = manifest["artifacts"][f"{small.name}-Q4_K_M.gguf"]
     assert q4["embedding_type"] in ("Q6_K", "Q8_0") and q4["tensor_types"].get("Q4_K")
     assert manifest["artifacts"][f"{small.name}-Q8_0.gguf"]["embedding_type"] == "Q8_0"
+    for q in ("Q8_0", "Q4_K_M", "Q4_0"):  # each quantized type's own check, in its entry
+        assert manifest["artifacts"][f"{small.name}-{q}.gguf"]["checks"]["finite_logits"] == {
+            "texts": 4, "bad_texts": 0, "passed": True}
     assert manifest["source"]["sha256"] == sha256_file(small / "model.safetensors")
     checks = manifest["checks"]["gguf"]
     assert checks["tokenizer_parity"]["passed"] and checks["tokenizer_parity"]["texts"] >= 27
@@ -245,3 +248,23 @@ def test_square_conv1d_weights_are_transposed(small, tmp_path):
 
     hf = load_weights(folder)["h.0.attn.c_proj.weight"]
     assert np.array_equal(np.asarray(t.data).reshape(256, 256), hf.T.astype(np.float32))
+
+
+def test_finite_logits_check_fails_on_nan():
+    from slmkit.converters.checks import finite_logits, require
+
+    class Broken:
+        n_ctx = 8
+
+        def tokenize(self, text):
+            return [1, 2, 3]
+
+        def score(self, ids):
+            out = np.zeros((len(ids), 5), np.float32)
+            out[1, 2] = np.nan
+            return out
+
+    result = finite_logits(Broken(), ["a", "b"])
+    assert result == {"texts": 2, "bad_texts": 2, "passed": False}
+    with pytest.raises(SlmkitError, match="x.gguf: its logits are not finite"):
+        require("finite_logits", result, "x.gguf")

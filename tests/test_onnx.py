@@ -26,6 +26,9 @@ def test_all_precisions_written_checked_and_recorded(tiny_demo, exported):
     assert sorted(m["artifacts"]) == sorted(f"{tiny_demo.name}-{p}.onnx" for p in ("fp32", "fp16", "int8", "int4"))
     for name, e in m["artifacts"].items():
         assert e["format"] == "onnx" and e["sha256"] == sha256_file(out / name)
+        if e["quant"] != "fp32":  # each precision's own checks, in its entry (fp32's are the folder's)
+            assert e["checks"]["onnx_checker"]["passed"] and e["checks"]["cache_consistency"]["passed"]
+            assert e["checks"]["cache_consistency"]["texts"] == 4
     int4 = m["artifacts"][f"{tiny_demo.name}-int4.onnx"]
     assert (int4["block_size"], int4["accuracy_level"], int4["head_bits"]) == (32, 4, 8)
     c = m["checks"]["onnx"]
