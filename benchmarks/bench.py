@@ -22,6 +22,7 @@ from slmkit.benchmarks.scenario import Scenario
 from slmkit.benchmarks.schema import SCHEMA, Report, Result
 from slmkit.benchmarks.task_quality import get_scorer, task_metrics
 from slmkit.errors import SlmkitError
+from slmkit.converters.formats import FORMATS, split_quants
 from slmkit.manifest import MANIFEST, read_manifest, verify_artifact
 from slmkit.model_folder import ModelFolder, open_model_folder
 from slmkit.profiles import get_profile
@@ -29,7 +30,6 @@ from slmkit.version import __version__
 from slmkit.workload import CHECK_TEXTS, Workload
 
 REFERENCE = "reference"
-FORMATS = ("gguf", "onnx")
 
 # Sizes of the two modes: held-out texts scored, greedy prompts, intents sampled, timing repetitions.
 MODES = {
@@ -53,25 +53,6 @@ class BenchOptions:
 
 
 Progress = Callable[[Iterable, str], Iterator]
-
-
-def split_quants(quants: Iterable[str]) -> dict[str, list[str]]:
-    """Assign each type name to its format (the two formats' names do not overlap); ``all``: every type."""
-    from slmkit.converters.gguf_quantize import QUANTS
-    from slmkit.converters.onnx_quantize import PRECISIONS
-
-    if [q.strip().lower() for q in quants] == ["all"]:
-        return {"gguf": list(QUANTS), "onnx": list(PRECISIONS)}
-    out: dict[str, list[str]] = {"gguf": [], "onnx": []}
-    for q in quants:
-        q = q.strip().lower()
-        if q in QUANTS:
-            out["gguf"].append(q)
-        elif q in PRECISIONS:
-            out["onnx"].append(q)
-        else:
-            raise SlmkitError(f"unknown type {q!r}; gguf: {', '.join(QUANTS)}; onnx: {', '.join(PRECISIONS)}")
-    return out
 
 
 def ensure_artifacts(source: ModelFolder, folder: Path, opts: BenchOptions, log: Callable[[str], None]) -> None:

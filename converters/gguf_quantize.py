@@ -12,7 +12,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit.converters.output import parse_type_list
 from slmkit.errors import SlmkitError
 from slmkit.files import atomic_path
 from slmkit.gguf_file import open_gguf
@@ -44,10 +43,6 @@ class QuantResult:
         return {"tensor_types": dict(Counter(self.tensor_types.values())), "embedding_type": self.embedding_type,
                 "position_embedding_type": self.tensor_types.get("position_embd.weight"),
                 "fallbacks": self.fallbacks, "bits_per_weight": round(self.bits_per_weight, 3)}
-
-
-def parse_quants(spec: str) -> list[str]:
-    return parse_type_list(spec, list(QUANTS), "GGUF quant type")
 
 
 def read_result(path: Path, quant: str) -> QuantResult:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.converters.output import parse_type_list
 from slmkit.errors import SlmkitError
 from slmkit.files import TMP_PREFIX, atomic_path, sha256_file
 from slmkit.model_folder import ModelFolder
@@ -49,10 +48,6 @@ class Int4Options:
             raise SlmkitError(f"unknown ONNX embedding type {self.embedding!r}; valid: {', '.join(EMBEDDINGS)}")
         if self.embedding == "shared" and self.head_bits != 4:
             raise SlmkitError("a shared embedding/head tensor needs a 4-bit head (--head-bits 4)")
-
-
-def parse_precisions(spec: str) -> list[str]:
-    return parse_type_list(spec, PRECISIONS, "ONNX precision")
 
 
 def is_large(model) -> bool:

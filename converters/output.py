@@ -62,15 +62,6 @@ class Landing:
                 remove_artifact(path)
 
 
-def parse_type_list(spec: str, valid: tuple[str, ...] | list[str], what: str) -> list[str]:
-    """A comma-separated list of types, each checked against ``valid``; duplicates dropped."""
-    names = [q.strip().lower() for q in spec.split(",") if q.strip()]
-    bad = [q for q in names if q not in valid]
-    if bad or not names:
-        raise SlmkitError(f"unknown {what} {(bad or [spec])[0]!r}; valid: {', '.join(valid)}")
-    return list(dict.fromkeys(names))
-
-
 def prepare_output(folder: ModelFolder, out: Path, unquantized: Path, keep: bool) -> Path:
     """Create ``out`` with the tokenizer, drop stale temporaries, and name the unquantized source file:
     ``unquantized`` itself when it is a requested artifact, else a temporary beside it."""

@@ -80,6 +80,14 @@ def test_check_passes_and_fails_with_exit_codes(benched, tmp_path):
     r = run("check", str(rep / "report.json"), "--max-kl", "0", "--min-top1", "1")
     assert r.exit_code == 1
     assert "FAIL slmkit-demo-Q8_0.gguf" in r.output and "mean_kl" in r.output and "limit 0" in r.output
+    r = run("check", str(rep), "--json")
+    verdict = json.loads(r.output)
+    assert r.exit_code == 0 and verdict["passed"] and verdict["violations"] == [] and len(verdict["checked"]) == 2
+    r = run("check", str(rep), "--json", "--max-kl", "0")
+    verdict = json.loads(r.output)
+    assert r.exit_code == 1 and not verdict["passed"] and len(verdict["checked"]) == 2
+    assert {(v["artifact"], v["metric"], v["limit"]) for v in verdict["violations"]} >= {
+        ("slmkit-demo-Q8_0.gguf", "mean_kl", 0.0), ("slmkit-demo-int8.onnx", "mean_kl", 0.0)}
     assert run("check", str(tmp_path / "missing.json")).exit_code == 2
     (tmp_path / "bad.json").write_text("{not json")
     assert run("check", str(tmp_path / "bad.json")).exit_code == 2

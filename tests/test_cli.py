@@ -29,6 +29,26 @@ def test_info_on_odd_folder(odd_gpt2):
     assert (data["n_embd"], data["n_inner"], data["tokenizer"]) == (320, 1000, "vocab.json+merges.txt")
 
 
+def test_info_on_artifacts(demo_artifacts, tmp_path):
+    """info describes an artifact folder (its manifest) and single .gguf / .onnx files (it used to refuse them)."""
+    r = CliRunner().invoke(cli, ["info", str(demo_artifacts)])
+    assert r.exit_code == 0, r.output
+    assert "slmkit-demo-Q4_K_M.gguf" in r.output and "slmkit-demo-int4.onnx" in r.output and "bits/weight" in r.output
+    gguf = json.loads(CliRunner().invoke(cli, ["info", str(next(demo_artifacts.glob("*-Q4_K_M.gguf"))), "--json"]).output)
+    assert gguf["kind"] == "gguf" and gguf["quant"] == "q4_k_m" and gguf["tensor_types"].get("Q4_K")
+    assert "<|out|>" in gguf["control_tokens"] and gguf["manifest_entry"]["checks"]["finite_logits"]["passed"]
+    onnx = json.loads(CliRunner().invoke(cli, ["info", str(next(demo_artifacts.glob("*-int4.onnx"))), "--json"]).output)
+    assert onnx["kind"] == "onnx" and "com.microsoft:MatMulNBits" in onnx["operators"] and onnx["quant"] == "int4"
+    stray = tmp_path / "notes.txt"
+    stray.write_text("x")
+    r = CliRunner().invoke(cli, ["info", str(stray)])
+    assert r.exit_code == 1 and "not a model folder, an artifact folder, a .gguf or a .onnx file" in r.output
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 20)
+    r = CliRunner().invoke(cli, ["info", str(bad)])
+    assert r.exit_code == 1 and "Traceback" not in r.output and str(bad) in r.output
+
+
 def test_bad_input_is_one_line_and_exit_1(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     r = CliRunner().invoke(cli, ["info", str(tmp_path)])

@@ -138,11 +138,29 @@ def test_embedding_type_override(small, tmp_path):
     assert m["artifacts"][f"{small.name}-Q4_0.gguf"]["embedding_type"] == "Q8_0"
 
 
-@pytest.mark.parametrize("args,msg", [(["--quant", "q3_xx"], "unknown GGUF quant type 'q3_xx'"),
-                                      (["--quant", ""], "unknown GGUF quant type")])
+@pytest.mark.parametrize("args,msg", [
+    (["--quant", "q3_xx"], "unknown type 'q3_xx'; gguf: f32, f16, q8_0"),
+    (["--quant", ""], "no type given"),
+    (["--quant", "int8"], "int8: not a type of --format gguf"),
+    (["--format", "gguf,onnx", "--quant", "q8_0"], "--quant q8_0 names no onnx type"),
+    (["--format", "tflite"], "unknown format 'tflite'; valid: gguf, onnx"),
+    (["--block-size", "64", "--head-bits", "4"], "--block-size, --head-bits only apply to --format onnx"),
+    (["--format", "gguf,onnx", "--embedding-type", "int9"], "unknown embedding type 'int9'; gguf: q8_0, q6_k, f16; onnx:"),
+])
 def test_bad_quant_option(small, tmp_path, args, msg):
     r = CliRunner().invoke(cli, ["quantize", str(small), "--out", str(tmp_path), *args])
     assert r.exit_code == 1 and msg in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "manifest.json").exists()  # refused before any work
+
+
+def test_one_quantize_run_writes_both_formats(small, tmp_path):
+    """--format takes several formats (repeated or comma-separated): it used to keep only the last one."""
+    r = CliRunner().invoke(cli, ["quantize", str(small), "--out", str(tmp_path), "--format", "gguf", "--format", "onnx",
+                                 "--quant", "q8_0,int8", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted(m["artifacts"]) == [f"{small.name}-Q8_0.gguf", f"{small.name}-int8.onnx"]
+    assert set(m["checks"]) == {"gguf", "onnx"}
 
 
 def test_failed_quantize_leaves_no_partial_file(small, tmp_path, monkeypatch):

@@ -87,7 +87,7 @@ def test_context_limit_and_bad_files(tiny_demo, exported, tmp_path):
 
 def test_unknown_precision_is_one_line(tiny_demo, tmp_path):
     r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int3", "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "unknown ONNX precision 'int3'; valid: fp32, fp16, int8, int4" in r.output
+    assert r.exit_code == 1 and "unknown type 'int3'; gguf: f32, f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_0; onnx: fp32, fp16, int8, int4" in r.output
 
 
 def test_runtime_path_imports_no_torch(exported, tiny_demo):

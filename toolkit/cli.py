@@ -41,60 +41,34 @@ def cli() -> None:
     """Deploy small GPT-2 language models to desktop and mobile-class CPUs."""
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
 @cli.command()
-@click.argument("model", required=False)
+@click.argument("target", required=False, metavar="[MODEL_OR_ARTIFACT]")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(model: str | None, as_json: bool) -> None:
-    """Describe a GPT-2 folder: shape, parameters, vocabulary, control tokens, weights, tokenizer."""
-    from slmkit.model_folder import open_model_folder
-    from slmkit.tokenizer import TextTokenizer
+def info(target: str | None, as_json: bool) -> None:
+    """Describe a GPT-2 folder (shape, parameters, vocabulary, control tokens, weights, tokenizer), an artifact
+    folder (its manifest) or a .gguf / .onnx file (format, size, types, checks)."""
+    from slmkit.describe import describe
 
-    folder = open_model_folder(model)
-    tok = TextTokenizer.from_folder(folder.path)
-    s = folder.shape
-    base_vocab = tok.vocab_size - len([t for t in tok.added_tokens if t != "<|endoftext|>"])
-    data = {
-        "model": folder.name, "path": str(folder.path.resolve()), "architecture": "gpt2",
-        "n_layer": s.n_layer, "n_embd": s.n_embd, "n_head": s.n_head, "n_inner": s.n_inner,
-        "n_positions": s.n_positions, "layer_norm_epsilon": s.layer_norm_epsilon,
-        "tie_word_embeddings": s.tie_word_embeddings, "parameters": folder.n_params,
-        "vocab_size": s.vocab_size, "tokenizer_vocab": tok.vocab_size, "base_vocab": base_vocab,
-        "added_tokens": tok.added_tokens, "tokenizer": tok.kind,
-        "weights_file": folder.weights.name, "weights_format": folder.weights_format,
-        "weights_dtypes": folder.dtypes, "weights_bytes": folder.weights.stat().st_size,
-    }
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(f"{data['model']}  ({data['path']})")
-    click.echo(f"  architecture   GPT-2: {s.n_layer} layers, n_embd {s.n_embd}, {s.n_head} heads, "
-               f"n_inner {s.n_inner}, context {s.n_positions}")
-    click.echo(f"  parameters     {folder.n_params:,} ({folder.n_params / 1e6:.1f}M, tied embedding/head: "
-               f"{'yes' if s.tie_word_embeddings else 'no'})")
-    click.echo(f"  vocabulary     {s.vocab_size} in config; tokenizer {tok.vocab_size} "
-               f"({base_vocab} base + {len(tok.added_tokens) - 1} added control tokens)")
-    click.echo(f"  control tokens {' '.join(t for t in tok.added_tokens if t != '<|endoftext|>') or '(none)'}")
-    dtypes = ", ".join(f"{k} x{v}" for k, v in folder.dtypes.items()) or "unknown until loaded (pickle checkpoint)"
-    click.echo(f"  weights        {folder.weights.name}, {_mib(data['weights_bytes'])}, {dtypes}")
-    click.echo(f"  tokenizer      byte-level BPE from {tok.kind}")
+    data, lines = describe(target)
+    click.echo(json.dumps(data, indent=2) if as_json else "\n".join(lines))
+
+
+ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
 
 
 @cli.command()
 @click.argument("model", required=False)
-@click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), default="gguf", show_default=True,
-              help="Artifact format.")
-@click.option("--quant", default=None, help="Comma-separated types, or 'all'. gguf: f32,f16,q8_0,q6_k,q5_k_m,"
-              "q4_k_m,q4_0 (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
+@click.option("--format", "formats", multiple=True, default=("gguf",), show_default=True,
+              help="Artifact format(s): gguf, onnx, or both ('gguf,onnx' or the option twice).")
+@click.option("--quant", default=None, help="Comma-separated types of the chosen formats, or 'all'. gguf: f32,f16,"
+              "q8_0,q6_k,q5_k_m,q4_k_m,q4_0 (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: out/<model name>).")
+              help="Artifact folder (default: out/<model name>); bench names the same folder --artifacts.")
 @click.option("--embedding-type", default=None,
               help="gguf: type of the tied token embedding / output head, q8_0, q6_k or f16 (default: llama.cpp's "
               "rule, q6_k or q8_0); onnx int4: the embedding tables, int8 (default), int4 (GatherBlockQuantized), "
-              "shared (one 4-bit tensor for embedding and head; needs --head-bits 4) or fp32.")
+              "shared (one 4-bit tensor for embedding and head; needs --head-bits 4) or fp32. With both formats it "
+              "applies to the one whose values include it.")
 @click.option("--block-size", type=int, default=32, show_default=True, help="onnx int4: quantization block size.")
 @click.option("--accuracy-level", type=click.IntRange(0, 4), default=4, show_default=True,
               help="onnx int4: 4 = int8 activations (fastest on CPU), 0 = fp32 activations.")
@@ -103,31 +77,49 @@ def info(model: str | None, as_json: bool) -> None:
 @click.option("--threads", type=int, default=0, help="Threads (default: all cores).")
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
               help="Text file (one text per line) the checks compare logits on (default: the demo's held-out texts).")
-def quantize(model: str | None, fmt: str, quant: str | None, out: str | None, embedding_type: str | None,
-             block_size: int, accuracy_level: int, head_bits: str, threads: int, texts_file: str | None) -> None:
+@click.pass_context
+def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], quant: str | None, out: str | None,
+             embedding_type: str | None, block_size: int, accuracy_level: int, head_bits: str, threads: int,
+             texts_file: str | None) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
+    from slmkit.converters.formats import parse_formats, split_quants
+    from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, EMBEDDING_TYPES
+    from slmkit.converters.onnx_quantize import DEFAULT_PRECISIONS, EMBEDDINGS, Int4Options
     from slmkit.model_folder import open_model_folder
 
+    fmts = parse_formats(formats)
+    given = [f"--{n.replace('_', '-')}" for n in ONNX_ONLY
+             if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    if given and "onnx" not in fmts:
+        raise SlmkitError(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to --format onnx")
+    wanted = (split_quants(quant.split(",")) if quant is not None
+              else {"gguf": list(DEFAULT_QUANTS), "onnx": list(DEFAULT_PRECISIONS)})
+    stray = [q for f, qs in wanted.items() if f not in fmts for q in qs] if quant not in (None, "all") else []
+    if stray:
+        raise SlmkitError(f"{', '.join(stray)}: not a type of --format {','.join(fmts)}")
+    empty = [f for f in fmts if not wanted[f]]
+    if empty:
+        raise SlmkitError(f"--quant {quant} names no {' or '.join(empty)} type")
+    embedding = {"gguf": embedding_type if embedding_type in EMBEDDING_TYPES else None,
+                 "onnx": embedding_type if embedding_type in EMBEDDINGS else None}
+    if embedding_type is not None and not any(embedding[f] for f in fmts):
+        raise SlmkitError(f"unknown embedding type {embedding_type!r}; "
+                          + "; ".join(f"{f}: {', '.join(EMBEDDING_TYPES if f == 'gguf' else EMBEDDINGS)}" for f in fmts))
+    int4 = Int4Options(block_size, accuracy_level, int(head_bits), embedding["onnx"] or "int8")
+    if "onnx" in fmts:
+        int4.check()
     texts = check_texts(texts_file)
     folder = open_model_folder(model)
     dest = Path(out) if out else Path("out") / folder.name
-    if fmt == "gguf":
-        from slmkit.converters.gguf_pipeline import convert_gguf
-        from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, EMBEDDING_TYPES, QUANTS, parse_quants
+    for fmt in fmts:
+        if fmt == "gguf":
+            from slmkit.converters.gguf_pipeline import convert_gguf
 
-        if embedding_type is not None and embedding_type not in EMBEDDING_TYPES:
-            raise SlmkitError(f"unknown embedding type {embedding_type!r}; valid: {', '.join(EMBEDDING_TYPES)}")
-        quants = list(QUANTS) if quant == "all" else parse_quants(quant) if quant is not None else list(DEFAULT_QUANTS)
-        manifest = convert_gguf(folder, quants, dest, threads, embedding_type, log=click.echo, texts=texts)
-    else:
-        from slmkit.converters.onnx_pipeline import convert_onnx
-        from slmkit.converters.onnx_quantize import DEFAULT_PRECISIONS, PRECISIONS, Int4Options, parse_precisions
+            manifest = convert_gguf(folder, wanted["gguf"], dest, threads, embedding["gguf"], log=click.echo, texts=texts)
+        else:
+            from slmkit.converters.onnx_pipeline import convert_onnx
 
-        precisions = (list(PRECISIONS) if quant == "all" else parse_precisions(quant) if quant is not None
-                      else list(DEFAULT_PRECISIONS))
-        opts = Int4Options(block_size, accuracy_level, int(head_bits), embedding_type or "int8")
-        opts.check()
-        manifest = convert_onnx(folder, precisions, dest, threads, opts, log=click.echo, texts=texts)
+            manifest = convert_onnx(folder, wanted["onnx"], dest, threads, int4, log=click.echo, texts=texts)
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
@@ -289,12 +281,11 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
           model: str | None, quick: bool, texts_file: str | None, prompts_file: str | None, template: str | None,
           scorer: str, threads: int | None, reps: int | None, no_verify: bool, no_plots: bool) -> None:
     """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
-    from slmkit.benchmarks.bench import FORMATS, BenchOptions, run_bench
+    from slmkit.benchmarks.bench import BenchOptions, run_bench
     from slmkit.benchmarks.report import markdown, write_report
+    from slmkit.converters.formats import parse_formats
 
-    fmts = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
-    if not fmts or any(f not in FORMATS for f in fmts):
-        raise SlmkitError(f"unknown format in {formats!r}; valid: {', '.join(FORMATS)}")
+    fmts = tuple(parse_formats([formats]))
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
                         workload=bench_workload(texts_file, quick, prompts_file, template), scorer=scorer, threads=threads,
                         reps=reps, verify=not no_verify, model=model)
@@ -337,7 +328,8 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
 @click.option("--max-latency-regression", type=float, default=None,
               help="With --baseline: max decode tok/s drop in % (default 10).")
 @click.option("--max-kl-increase", type=float, default=None, help="With --baseline: max mean KL increase in % (default 10).")
-def check(report: str, baseline: str | None, config_file: str | None, **flags: float | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (exit codes as without it).")
+def check(report: str, baseline: str | None, config_file: str | None, as_json: bool, **flags: float | None) -> None:
     """Gate a bench report on quality thresholds: exit 0 pass, 1 a threshold broken, 2 unusable input."""
     from slmkit.benchmarks.check import check_report, find_config, read_config, read_report
 
@@ -348,6 +340,12 @@ def check(report: str, baseline: str | None, config_file: str | None, **flags: f
     config = read_config(cfg_path) if cfg_path else {}
     violations, checked = check_report(data, config, flags, old)
     source = f" (thresholds: {cfg_path})" if cfg_path else ""
+    if as_json:
+        click.echo(json.dumps({"passed": not violations, "thresholds": str(cfg_path) if cfg_path else None,
+                               "checked": checked, "violations": [
+                                   {"artifact": v.artifact, "metric": v.metric, "value": v.value, "limit": v.limit}
+                                   for v in violations]}, indent=2))
+        sys.exit(1 if violations else 0)
     for name in checked:
         bad = [v for v in violations if v.artifact == name]
         click.echo(f"{'FAIL' if bad else 'ok  '} {name}")
