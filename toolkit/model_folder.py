@@ -16,6 +16,7 @@ from slmkit.safetensors_header import TensorEntry, read_header
 from slmkit.tokenizer import tokenizer_kind
 
 DEMO_MODEL = Path(__file__).parent / "demo" / "model"
+DEMO_ARTIFACTS = Path(__file__).parent / "demo" / "artifacts"  # its Q8_0 GGUF, for installs without torch
 SAFETENSORS = "model.safetensors"
 PYTORCH_BIN = "pytorch_model.bin"
 # Buffers older GPT-2 checkpoints carry that are not parameters.
