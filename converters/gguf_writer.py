@@ -1,8 +1,8 @@
 """Write a Hugging Face GPT-2 folder as a GGUF file for llama.cpp's ``gpt2`` architecture (f32 / f16).
 
 Tensor names come from gguf's TensorNameMap; HF Conv1D weights are stored [in, out] and are transposed
-to llama.cpp's [out, in] (a square matrix would load silently wrong otherwise). The tied lm_head is
-not written: llama.cpp reuses ``token_embd`` as the output. The tokenizer goes in as GPT-2 byte-level
+to llama.cpp's [out, in] (a square matrix would load silently wrong otherwise). A tied lm_head is
+not written: llama.cpp reuses ``token_embd`` as the output; an untied one becomes ``output.weight``. The tokenizer goes in as GPT-2 byte-level
 BPE with pre-tokenizer ``gpt-2``, control tokens typed CONTROL, merges, eos and no BOS.
 """
 from __future__ import annotations
@@ -51,8 +51,9 @@ def gguf_tensors(folder: ModelFolder, dtype: str) -> dict[str, np.ndarray]:
     names = gguf.TensorNameMap(gguf.MODEL_ARCH.GPT2, folder.shape.n_layer)
     out: dict[str, np.ndarray] = {}
     for hf_name, arr in load_weights(folder).items():
-        if hf_name == "lm_head.weight":
-            raise SlmkitError(f"{folder.path}: untied lm_head is not supported by llama.cpp's gpt2 architecture")
+        if hf_name == "lm_head.weight":  # untied: llama.cpp's gpt2 reads an ``output.weight`` when there is one
+            out["output.weight"] = np.ascontiguousarray(arr, dtype=dtype)  # nn.Linear: already [vocab, n_embd]
+            continue
         base, suffix = hf_name.rsplit(".", 1)
         name = names.get_name(base)
         if name is None:

@@ -253,7 +253,8 @@ def test_genai_config_keeps_the_smallest_precision_across_runs(tiny_demo, tmp_pa
 def test_an_untied_output_head(tmp_path):
     """A GPT-2 whose lm_head is its own tensor: ONNX uses it (every precision passes the logit check
     against the fp16 reference, which failed with "logits differ by 1.4" when the graph reused the
-    embedding); GGUF and a shared int4 embedding/head refuse it in one line naming the cause."""
+    embedding); GGUF writes it as llama.cpp's ``output.weight`` (it used to refuse); a shared int4
+    embedding/head refuses it in one line naming the cause."""
     from slmkit.synthetic import write_random_gpt2
 
     untied = write_random_gpt2(tmp_path / "untied", n_embd=64, n_layer=1, n_head=4, tie_word_embeddings=False)
@@ -262,8 +263,15 @@ def test_an_untied_output_head(tmp_path):
     text = build_prompt("cozy cabin wallpaper") + "a cozy cabin"
     with ReferenceRuntime(untied, threads=1) as ref, OnnxRuntime(out / "untied-fp32.onnx", threads=1) as rt:
         assert np.abs(rt.score(text) - ref.score(text)).max() < 1e-3
-    for args, message in ((["--format", "gguf"], "untied lm_head"),
-                          (["--format", "onnx", "--quant", "int4", "--embedding-type", "shared", "--head-bits", "4"],
-                           "needs a tied embedding and head")):
-        r = CliRunner().invoke(cli, ["quantize", str(untied), "--out", str(tmp_path / "x"), *args])
-        assert r.exit_code == 1 and message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    quantize_ok(untied, tmp_path / "gguf", "--quant", "f16,q8_0")  # f16's fidelity check is against the own head
+    from slmkit.runtimes.llamacpp import LlamaCppRuntime
+
+    with ReferenceRuntime(untied, threads=1) as ref, LlamaCppRuntime(tmp_path / "gguf" / "untied-F16.gguf", threads=1) as rt:
+        got, want = rt.score(text), ref.score(text)
+        assert np.abs(got - want).max() < 0.02
+        head = np.asarray(ref._model.lm_head.weight.detach())  # not the embedding: the check above would fail
+        assert not np.allclose(head, np.asarray(ref._model.transformer.wte.weight.detach()))
+    r = CliRunner().invoke(cli, ["quantize", str(untied), "--out", str(tmp_path / "x"), "--format", "onnx", "--quant",
+                                 "int4", "--embedding-type", "shared", "--head-bits", "4"])
+    assert r.exit_code == 1 and "needs a tied embedding and head" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
