@@ -2,12 +2,18 @@
 
     python -m slmkit.benchmarks.serve_load ARTIFACT [--clients 1,2,4,8] [--requests 6] [--max-tokens 64]
         [--prompt-tokens 32] [--threads 2] [--parallel 8] [--time-limit 600] [--json FILE]
+    python -m slmkit.benchmarks.serve_load ARTIFACT --soak 600 [--clients 8]     # the soak run
 
 Each client count gets a fresh server (a child process on a free loopback port; nothing else is reached)
 and one warm-up request; then every client sends ``--requests`` streaming completions one after another
 (``ignore_eos``: each runs to ``--max-tokens``, as llama.cpp's ``llama-batched-bench`` does). Measured per
 request: time to first token, time per output token after it, total latency. Bounded: a fixed count of
 requests, and the run stops at ``--time-limit`` seconds.
+
+``--soak SECONDS``: one server, ``--clients`` clients sending mixed traffic for that long (plain and
+streaming completions, n up to 4, /v1/prompts, streams abandoned after the first event, bad requests);
+the server process's RSS, open files and threads are sampled every few seconds. A healthy server ends
+with 0 failed requests, no 5xx, and the three curves flat.
 """
 from __future__ import annotations
 
@@ -131,6 +137,96 @@ def run_level(artifact: Path, clients: int, args: argparse.Namespace, deadline: 
             "errors": errors[:3]}
 
 
+def process_sample(pid: int) -> dict:
+    """RSS (MiB), open file descriptors and threads of a process, from /proc (Linux) or psutil."""
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+        return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "open_files": len(list((proc / "fd").iterdir())),
+                "threads": int(status["Threads"])}
+    import psutil
+
+    p = psutil.Process(pid)
+    return {"rss_mb": p.memory_info().rss / 2**20, "open_files": p.num_fds() if hasattr(p, "num_fds") else
+            len(p.open_files()), "threads": p.num_threads()}
+
+
+def soak(artifact: Path, args: argparse.Namespace) -> dict:
+    """Mixed traffic from ``args.clients`` clients for ``args.soak`` seconds; resources sampled throughout."""
+    import random
+
+    server = ServerProcess(artifact, args.threads, args.parallel)
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    samples: list[dict] = []
+    stop = time.time() + args.soak
+
+    def count(key: str) -> None:
+        with lock:
+            counts[key] = counts.get(key, 0) + 1
+
+    def post(body: dict, path: str = "/v1/completions", abandon: bool = False) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        if abandon:
+            r.readline()
+            conn.sock.close()  # a client that goes away mid-stream
+        else:
+            r.read()
+        conn.close()
+        return r.status
+
+    def client(c: int) -> None:
+        rng = random.Random(c)
+        k = 0
+        while time.time() < stop:
+            k += 1
+            kind = rng.choice(["plain", "stream", "n4", "prompts", "abandon", "bad"])
+            text = prompt(c * 1000 + k, rng.randint(4, args.prompt_tokens))
+            try:
+                if kind == "prompts":
+                    status = post({"intent": " ".join(text.split()[:4]), "n": rng.randint(1, 4), "max_tokens": 32},
+                                  "/v1/prompts")
+                elif kind == "bad":  # the right answer to a bad request is a 400
+                    status = 200 if post({"prompt": text, "max_tokens": -1}) == 400 else -400
+                else:
+                    body = {"prompt": text, "max_tokens": rng.randint(8, args.max_tokens), "seed": k,
+                            "temperature": 0.8, "stream": kind in ("stream", "abandon"), "n": 4 if kind == "n4" else 1}
+                    status = post(body, abandon=kind == "abandon")
+            except Exception:  # noqa: BLE001 - a failed request is what the soak counts
+                status = -1
+            count(f"{kind} {'ok' if status == 200 else 'failed ' + str(status)}")
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(args.clients)]
+    try:
+        samples.append({"t": 0.0, **process_sample(server.proc.pid)})
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        while time.time() < stop:
+            time.sleep(min(10.0, max(0.1, stop - time.time())))
+            samples.append({"t": round(time.time() - t0, 1), **process_sample(server.proc.pid)})
+        for t in threads:
+            t.join(300)
+        metrics = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        metrics.request("GET", "/metrics")
+        server_errors = sum(int(line.rsplit(" ", 1)[1]) for line in metrics.getresponse().read().decode().splitlines()
+                            if line.startswith("slmkit_requests_total") and 'status="5' in line)
+    finally:
+        server.stop()
+    failed = sum(n for k, n in counts.items() if "failed" in k)
+    warm = samples[1] if len(samples) > 2 else samples[0]  # after the first interval: the model is loaded and warm
+    return {"seconds": args.soak, "clients": args.clients, "requests": sum(counts.values()), "failed": failed,
+            "server_5xx": server_errors, "by_kind": dict(sorted(counts.items())),
+            "rss_mb_first_last_max": [round(warm["rss_mb"], 1), round(samples[-1]["rss_mb"], 1),
+                                      round(max(s["rss_mb"] for s in samples), 1)],
+            "open_files_first_last_max": [warm["open_files"], samples[-1]["open_files"],
+                                          max(s["open_files"] for s in samples)],
+            "threads_first_last_max": [warm["threads"], samples[-1]["threads"], max(s["threads"] for s in samples)],
+            "samples": samples}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifact", type=Path)
@@ -141,10 +237,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=8, help="the server's slots")
     ap.add_argument("--time-limit", type=float, default=600)
+    ap.add_argument("--soak", type=float, default=None, help="seconds of mixed traffic at --clients (one level)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not args.artifact.exists():
         raise SlmkitError(f"{args.artifact}: no such artifact")
+    if args.soak:
+        args.clients = int(args.clients.split(",")[-1])
+        result = soak(args.artifact, args)
+        print(f"soak: {result['requests']} requests in {args.soak:g} s at {args.clients} clients, {result['failed']} "
+              f"failed, {result['server_5xx']} server errors; RSS MiB (after warm-up, end, max) "
+              f"{result['rss_mb_first_last_max']}, open files {result['open_files_first_last_max']}, threads "
+              f"{result['threads_first_last_max']}; {result['by_kind']}")
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return
     deadline = time.time() + args.time_limit
     levels = []
     for c in (int(x) for x in args.clients.split(",")):

@@ -190,6 +190,8 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
             "no_repeat_ngram": no_repeat_ngram, "stop": list(stop), "truncate": truncate}
     Sampling(**{k: v for k, v in opts.items() if k in Sampling.__dataclass_fields__})  # bad values: one line
     with load(target, device=device, verify=not no_verify) as rt:
+        if rt.info.get("note"):
+            click.echo(f"note: {rt.info['note']}", err=True)
         if raw:
             prompt = intent
         elif rt.tokenizer.token_to_id(SEP) is None:
