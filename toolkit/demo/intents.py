@@ -102,6 +102,15 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         lambda: f"{n()} {g()} {n()}",
         lambda: f"{sty()} {n()} {g()}",
         lambda: f"{a()} {n()} in {article(x := a())} {x} {n()}",
+        # long intents (5-8 words), so that copying a whole long request is trained as much as a short one
+        lambda: f"{a()} {n()} to {n()} in {n()}",
+        lambda: f"{n()} {n()} for {g()} with {a()} {n()}",
+        lambda: f"{article(x := a())} {x} {n()} {g()} on {article(y := n())} {y} {tim()}",
+        lambda: f"{a()} {n()} and {a()} {n()} {art()}",
+        lambda: f"{brand(rng)} {a()} {n()} with {n()} under {rng.choice([30, 60, 100, 300])}",
+        lambda: f"{sty()} {art()} of {article(x := n())} {x} {g()} {n()}",
+        lambda: f"best {n()} {n()} for {a()} {n()}",
+        lambda: f"{n()} {g()} near {article(x := a())} {x} {n()} {tim()}",
     ]
 
     def draw() -> str:

@@ -148,11 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--inner", type=int, default=1536)
     ap.add_argument("--ctx", type=int, default=256, help="n_positions and the packed block length")
     ap.add_argument("--batch", type=int, default=16, help="blocks per step")
-    ap.add_argument("--steps", type=int, default=2200)
+    ap.add_argument("--steps", type=int, default=2600)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
+                    help="matmul precision of the forward / backward pass (weights and optimizer stay fp32); "
+                         "bf16 autocast is 2.5x faster on CPUs with AVX512-BF16 or AMX, and runs (slower) anywhere")
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda); the result is the same recipe")
     ap.add_argument("--checkpoint", type=Path, help="save the run here every --eval-every steps")
     ap.add_argument("--resume", action="store_true", help="go on from the checkpoint in --checkpoint")
@@ -205,10 +208,14 @@ def main(argv: list[str] | None = None) -> None:
 
     held_blocks = torch.tensor(pack(held_ids, args.ctx, random.Random(0)), device=args.device)
 
+    def forward_loss(batch, precision: str = args.precision):
+        with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return model(input_ids=batch, labels=batch).loss.float()
+
     @torch.no_grad()
-    def held_loss() -> float:
+    def held_loss(precision: str = args.precision) -> float:
         model.eval()
-        losses = [model(input_ids=b, labels=b).loss.item() for b in held_blocks.split(args.batch)]
+        losses = [forward_loss(b, precision).item() for b in held_blocks.split(args.batch)]
         model.train()
         return sum(losses) / len(losses)
 
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         blocks = blocks[args.batch:]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = forward_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -258,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.stop_after and step + 1 >= args.stop_after:
             raise SystemExit(f"stopped after step {step + 1} (--stop-after)")
 
-    final = held_loss()
+    final, final_fp32 = held_loss(), held_loss("fp32")
     model = model.cpu().half()
     model.save_pretrained(args.out, safe_serialization=True)
     write_tokenizer(tok, args.out, args.ctx)
@@ -270,11 +277,12 @@ def main(argv: list[str] | None = None) -> None:
                "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "lr": args.lr,
                "warmup": args.warmup, "batch_blocks": args.batch,
                "block": args.ctx, "params": n_params, "vocab": tok.get_vocab_size(),
-               "held_loss_fp32": final, "held_ppl_fp32": math.exp(final), "threads": args.threads,
+               "precision": args.precision,
+               "held_loss": final, "held_loss_fp32": final_fp32, "held_ppl_fp32": math.exp(final_fp32), "threads": args.threads,
                "train_seconds": round(before + time.time() - t_run), "torch": torch.__version__, "log": log,
                "command": "python -m slmkit.demo.train " + " ".join(argv if argv is not None else sys.argv[1:])}
     (args.out / "train_log.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"done: held-out loss {final:.4f} (ppl {math.exp(final):.3f}), {time.time() - t0:.0f}s -> {args.out}",
+    print(f"done: held-out loss {final_fp32:.4f} (ppl {math.exp(final_fp32):.3f}, fp32), {time.time() - t0:.0f}s -> {args.out}",
           flush=True)
 
 

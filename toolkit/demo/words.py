@@ -109,6 +109,35 @@ editable; printable; high resolution; vector; template; layout; bundle; minimal;
 playful; bold; clean; colorful; hand drawn; retro; trendy; seasonal; customizable; social media;
 a4; square format; portrait format; landscape format; dark mode; light mode
 """))
+# Adjectives an output's descriptors may use: what people put in image prompts, tags and searches
+# (colour, material, texture, light and weather, season, era, place, a pleasant mood). Descriptors are
+# these paired with a noun by relatedness; the broad adjective pool (personality words, "moldy",
+# "demonic") stays in intents, where people write whatever they like.
+DESCRIPTOR_ADJECTIVES = _clean(_lines("""
+red; crimson; scarlet; orange; amber; golden; yellow; green; emerald; olive; teal; turquoise; blue; navy;
+azure; indigo; violet; purple; lavender; pink; rose; coral; peach; cream; ivory; white; silver; gray;
+charcoal; black; brown; bronze; copper; rainbow; pastel; neon; wooden; stone; marble; glass; ceramic;
+paper; velvet; silk; linen; leather; woven; knitted; brass; iron; metallic; concrete; bamboo; wicker;
+porcelain; smooth; glossy; matte; textured; fluffy; furry; soft; crisp; layered; geometric; round;
+curved; tiny; miniature; giant; tall; slender; sunny; sunlit; shady; misty; foggy; snowy; rainy; stormy;
+cloudy; frosty; dewy; glowing; shimmering; sparkling; luminous; bright; moonlit; candlelit; hazy; starry;
+cozy; calm; peaceful; serene; quiet; cheerful; joyful; playful; dreamy; magical; whimsical; elegant;
+graceful; charming; lovely; cute; gentle; warm; fresh; lively; festive; romantic; nostalgic; majestic;
+grand; mysterious; bold; vibrant; colorful; minimalist; simple; clean; tidy; vintage; retro; antique;
+ancient; medieval; classic; modern; futuristic; rustic; urban; rural; coastal; tropical; alpine; desert;
+nordic; wild; lush; floral; botanical; autumnal; wintry; summery; handmade; homemade; organic; crispy;
+sweet; savory; spicy; creamy; juicy; baked; roasted; sleek; sturdy; compact; portable; durable;
+lightweight; waterproof; handcrafted; ornate; delicate; polished; weathered; sunset; pine; oak; mossy;
+sandy; rocky; icy; breezy; twinkling; radiant; tranquil; idyllic; enchanted; cosmic; celestial; urban
+"""))
+# Descriptor nouns are the concrete, pleasant ones (intents may still name any noun), judged by MiniLM
+# against these anchors: nearer the concrete than the abstract ones, and not near an unpleasant one.
+CONCRETE = tuple("""tree house dog table river mountain flower car bread shirt lamp bird beach city book cup
+chair garden street boat cake guitar window forest bicycle""".split())
+ABSTRACT = tuple("""policy concept liability opinion process relationship management analysis violation
+deficit plea access confirmation option narrative termination campaign competition theory efficiency""".split())
+UNPLEASANT = ("disease", "vomit", "corpse", "violence", "filth", "pain", "death", "injury", "insult",
+              "crime", "garbage", "poison", "wound", "fear", "disgust")
 BRAND_SYLLABLES = ("ka", "lo", "zen", "mi", "ra", "vo", "tri", "nex", "lu", "sol", "qui", "bel", "dor",
                    "fi", "mar", "po", "sky", "ver", "tal", "ori", "ze", "bo", "na", "gle", "ro", "xo")
 
