@@ -17,8 +17,8 @@ def test_demo_model_ships_as_fp16_package_data_under_50_mb():
         assert (DEMO_MODEL / name).is_file(), name
     log = json.loads((DEMO_MODEL / "train_log.json").read_text())
     assert log["examples"] >= 100_000 and log["intents"] >= 50_000
-    # the recipe fits the 2-hour CPU budget at the throughput measured on this machine (1,320 tok/s)
-    assert log["tokens_seen"] / 1320 <= 2 * 3600
+    # the recipe fits the 2-hour CPU budget: this run was on the project's 2-core CPU (bf16), data excluded
+    assert log["device"] == "cpu" and log["threads"] <= 2 and log["train_seconds"] <= 2 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +43,36 @@ def test_the_desired_reward_control_orders_relevance(figures):
         rel = r["relevance"]
         # clear margins (the full evaluation, 540 x 4 outputs: 0.26 and 0.13 free-form); a smaller sample here
         assert rel["high"] > rel["mid"] + 0.08 and rel["mid"] > rel["low"] + 0.05, (split, rel)
+
+
+def test_the_shipped_artifact_is_the_shipped_model_quantized():
+    """The Q8_0 GGUF that runs the demo without torch comes from these very weights (rebuild it with
+    python -m slmkit.demo.shipped whenever the model changes)."""
+    from slmkit.files import sha256_file
+    from slmkit.manifest import read_manifest
+    from slmkit.model_folder import DEMO_ARTIFACTS
+
+    manifest = read_manifest(DEMO_ARTIFACTS)
+    assert manifest["source"]["sha256"] == sha256_file(DEMO_MODEL / "model.safetensors")
+    [(name, entry)] = manifest["artifacts"].items()
+    assert entry["quant"] == "q8_0" and entry["sha256"] == sha256_file(DEMO_ARTIFACTS / name)
+    assert entry["checks"]["finite_logits"]["passed"]
+
+
+def test_without_torch_the_demo_runs_from_its_shipped_artifact():
+    """A runtime-only install (slmkit[gguf], no torch): `slmkit generate INTENT` works out of the box, with
+    the same text as the shipped artifact given explicitly, and says which model answered."""
+    import subprocess
+    import sys
+
+    from slmkit.model_folder import DEMO_ARTIFACTS
+
+    hide = "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; from slmkit.cli import main; "
+    args = ["generate", "summer beach party poster", "--seed", "3", "--max-new-tokens", "24"]
+    p = subprocess.run([sys.executable, "-c", hide + f"sys.argv = ['slmkit'] + {args!r}; main()"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "note: torch is not installed: the demo model runs from its shipped artifact" in p.stderr
+    q = subprocess.run([sys.executable, "-m", "slmkit", "generate", str(DEMO_ARTIFACTS), *args[1:]],
+                       capture_output=True, text=True, timeout=300)
+    assert q.returncode == 0 and p.stdout == q.stdout and p.stdout.strip()
