@@ -117,7 +117,10 @@ def test_an_intent_that_names_a_folder_is_still_an_intent(tiny_demo, tmp_path, m
 def test_a_missing_optional_dependency_is_one_line_naming_its_extra(monkeypatch, demo_artifacts, module, extra):
     """A runtime-only install (no torch), or one without a backend's library: never a traceback."""
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails as if it were not installed
-    target = {"torch": [], "llama_cpp": [str(next(demo_artifacts.glob("*-Q8_0.gguf")))],
+    from slmkit.model_folder import DEMO_MODEL
+
+    # a model folder needs the fp16 reference (torch); with no MODEL the demo falls back to its shipped GGUF
+    target = {"torch": [str(DEMO_MODEL)], "llama_cpp": [str(next(demo_artifacts.glob("*-Q8_0.gguf")))],
               "onnxruntime": [str(next(demo_artifacts.glob("*-int8.onnx")))]}[module]
     r = CliRunner().invoke(cli, ["generate", *target, "summer beach party poster", "--max-new-tokens", "4"])
     assert r.exit_code == 1, r.output

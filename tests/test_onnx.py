@@ -183,8 +183,13 @@ def test_shared_embedding_and_head_tensor(small_onnx_pair):
     assert reshape.op_type == "Reshape" and reshape.input[0] == head.input[1]  # one stored tensor, read twice
     assert shared.stat().st_size < separate.stat().st_size
     text = build_prompt("cozy cabin wallpaper") + "a cozy cabin wallpaper, pine forest"
+    # Not bit-identical: onnxruntime's Gather quantizer (the separate int4 table) and its MatMul quantizer
+    # (the head, which the shared table reuses) round ties differently: 181 of the 1,048,576 embedding values
+    # here differ by one 4-bit step (checked by unpacking both tables). Rows that hit one move the logits by
+    # about 0.015 (the new demo tokenizer first put such a row in this text); the argmax does not move.
     with OnnxRuntime(shared, threads=1) as a, OnnxRuntime(separate, threads=1) as b:
-        assert np.abs(a.score(text) - b.score(text)).max() < 1e-4
+        la, lb = a.score(text), b.score(text)
+    assert np.abs(la - lb).max() < 0.05 and (la.argmax(-1) == lb.argmax(-1)).all()
 
 
 @pytest.fixture(scope="module")
