@@ -73,8 +73,11 @@ def leftover_temps(folder: Path) -> list[str]:
 def interrupt(model: Path, fmt: str, out: Path, sig: int, delay_s: float) -> dict:
     """Start a quantize, send ``sig`` after ``delay_s``; returns its exit code, stderr's last line and
     whether it was still running when signalled (a quantize that had already finished tests nothing)."""
+    # Ctrl-C's default disposition in the child: a parent started in the background by a non-interactive shell
+    # ignores SIGINT, children inherit that, and Python then never raises KeyboardInterrupt (the quantize
+    # would run to its end and exit 0, as one fresh-clone run launched with `sh -c '...' &` showed)
     p = subprocess.Popen(quantize_command(model, fmt, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay_s)
     running = p.poll() is None
     p.send_signal(sig)
