@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmkit.errors import SlmkitError, first_line
 from slmkit.prompts import SEP, build_prompt
-from slmkit.runtimes.base import Runtime
+from slmkit.runtimes.base import Chunk, Runtime
 from slmkit.runtimes.sampling import Sampling
 from slmkit.server.engine import Engine, Event, Job, ServerError
 from slmkit.server.metrics import Metrics
@@ -189,29 +189,21 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         cid, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         if req.stream:
             first = await next_event(job, request)
-            usage = bool(req.stream_options and req.stream_options.include_usage)
+            usage = req.n if req.stream_options and req.stream_options.include_usage else 0
             return StreamingResponse(sse(job, request, first, cid, now, usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        texts = [""] * len(choices)
-        finish: list[str | None] = [None] * len(choices)
-        prompt_tokens, tokens = [0] * len(choices), [0] * len(choices)
-        while None in finish:
-            ev = await next_event(job, request)
-            c = ev.chunk
-            texts[ev.index] += c.text
-            prompt_tokens[ev.index], tokens[ev.index], finish[ev.index] = c.prompt_tokens, c.tokens, c.finish
-        n_prompt = sum(prompt_tokens[::req.n])
+        texts, last = await collect(job, request)
         return Completion(id=cid, created=now, model=settings.model_id,
-                          choices=[CompletionChoice(text=t, index=i, finish_reason=f)
-                                   for i, (t, f) in enumerate(zip(texts, finish))],
-                          usage=Usage(prompt_tokens=n_prompt, completion_tokens=sum(tokens),
-                                      total_tokens=n_prompt + sum(tokens)))
+                          choices=[CompletionChoice(text=t, index=i, finish_reason=c.finish)
+                                   for i, (t, c) in enumerate(zip(texts, last))],
+                          usage=usage_of(last, req.n))
 
-    async def sse(job: Job, request: Request, first: Event, cid: str, now: int, usage: bool) -> AsyncIterator[str]:
-        """OpenAI's server-sent events: one ``data:`` line per chunk, ``data: [DONE]`` at the end."""
+    async def sse(job: Job, request: Request, first: Event, cid: str, now: int, usage: int) -> AsyncIterator[str]:
+        """OpenAI's server-sent events: one ``data:`` line per chunk, ``data: [DONE]`` at the end; with
+        ``usage`` (the request's n), a last event with the token counts."""
         ev: Event | None = first
         open_ = set(range(len(job.choices)))
-        prompt_tokens, tokens = {}, {}
+        last: list[Chunk | None] = [None] * len(job.choices)
         try:
             while open_:
                 if ev is None:
@@ -220,8 +212,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
                     except ServerError as e:
                         yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
                         return
-                c = ev.chunk
-                prompt_tokens[ev.index], tokens[ev.index] = c.prompt_tokens, c.tokens
+                c = last[ev.index] = ev.chunk
                 if c.finish is not None:
                     open_.discard(ev.index)
                 if c.text or c.finish is not None:
@@ -231,10 +222,8 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
                     yield f"data: {json.dumps(body)}\n\n"
                 ev = None
             if usage:
-                n_prompt = sum(prompt_tokens.values())
                 body = {"id": cid, "object": "text_completion", "created": now, "model": settings.model_id,
-                        "choices": [], "usage": {"prompt_tokens": n_prompt, "completion_tokens": sum(tokens.values()),
-                                                 "total_tokens": n_prompt + sum(tokens.values())}}
+                        "choices": [], "usage": usage_of(last, usage).model_dump()}
                 yield f"data: {json.dumps(body)}\n\n"
             yield "data: [DONE]\n\n"
         finally:
@@ -253,11 +242,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         job = Job([(prompt, {**opts, "seed": req.seed + j}) for j in range(req.n)], asyncio.get_running_loop(),
                   settings.timeout)
         engine.submit(job)
-        texts, left = [""] * req.n, req.n
-        while left:
-            ev = await next_event(job, request)
-            texts[ev.index] += ev.chunk.text
-            left -= ev.chunk.finish is not None
+        texts, _ = await collect(job, request)
         return Prompts(model=settings.model_id, intent=req.intent, task=req.task, length=req.length,
                        relevance=req.relevance, candidates=texts)
 
@@ -277,6 +262,24 @@ def prompt_list(prompt: Any) -> list[str | list[int]]:
     if len(out) > 16:
         raise ServerError(400, "at most 16 prompts per request", param="prompt")
     return out
+
+
+async def collect(job: Job, request: Request) -> tuple[list[str], list[Chunk]]:
+    """Every choice's whole text and its last chunk (token counts, finish reason), once all have ended."""
+    texts = [""] * len(job.choices)
+    last: list[Chunk | None] = [None] * len(job.choices)
+    while any(c is None or c.finish is None for c in last):
+        ev = await next_event(job, request)
+        texts[ev.index] += ev.chunk.text
+        last[ev.index] = ev.chunk
+    return texts, last  # type: ignore[return-value]
+
+
+def usage_of(last: list[Chunk], n: int) -> Usage:
+    """OpenAI's usage: each prompt counted once (its n choices share it), every generated token."""
+    prompt = sum(c.prompt_tokens for c in last[::n])
+    done = sum(c.tokens for c in last)
+    return Usage(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
 
 
 async def next_event(job: Job, request: Request | None, poll: float = 0.5) -> Event:

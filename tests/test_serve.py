@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from slmkit.benchmarks.serve_load import ServerProcess
 from slmkit.cli import cli
 from tests.conftest import quantize_ok
 
@@ -26,17 +23,11 @@ openai = pytest.importorskip("openai")
 KEY = "test-key-123"
 
 
-class Server:
-    """A ``slmkit serve`` child process; ``url`` once it listens."""
+class Server(ServerProcess):
+    """A ``slmkit serve`` child process (1 thread, threads that sleep when idle) with a raw HTTP client."""
 
     def __init__(self, artifact: Path, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "slmkit", "serve", str(artifact), "--port", "0",
-                                      "--threads", "1", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-        line = self.proc.stdout.readline()
-        assert "on http://127.0.0.1:" in line, line + self.proc.stderr.read()
-        self.port = int(line.rsplit(":", 1)[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(artifact, "--threads", "1", *args, env={"OMP_WAIT_POLICY": "PASSIVE"})
 
     def request(self, method: str, path: str, body: object = None, key: str | None = KEY, raw: bytes | None = None,
                 timeout: float = 60) -> tuple[int, dict, dict | str]:
@@ -54,13 +45,6 @@ class Server:
         except json.JSONDecodeError:
             parsed = text
         return r.status, dict(r.getheaders()), parsed
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            self.proc.kill() if self.proc.poll() is None else None
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +114,13 @@ def test_stream_usage_when_asked(server):
     assert events[-1] == "[DONE]"
     last = json.loads(events[-2])
     assert last["choices"] == [] and last["usage"]["completion_tokens"] >= 1
+    # the same counts as the plain response's, n=2 included: the prompt once per prompt, not per choice
+    # (the streamed usage used to count it once per choice)
+    body.update(n=2)
+    streamed = json.loads([ln[6:] for ln in server.request("POST", "/v1/completions", body)[2].split("\n")
+                           if ln.startswith("data: ")][-2])["usage"]
+    plain = server.request("POST", "/v1/completions", {**body, "stream": False, "stream_options": None})[2]["usage"]
+    assert streamed == plain and plain["prompt_tokens"] == last["usage"]["prompt_tokens"]
 
 
 def test_stop_strings_end_the_text_where_they_begin(client, tiny_gguf):
