@@ -49,15 +49,18 @@ def prompt(k: int, n_words: int) -> str:
 
 
 class ServerProcess:
-    def __init__(self, artifact: Path, threads: int, parallel: int):
-        self.proc = subprocess.Popen([sys.executable, "-m", "slmkit", "serve", str(artifact), "--port", "0",
-                                      "--threads", str(threads), "--parallel", str(parallel), "--max-queue", "64"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """``slmkit serve ARTIFACT --port 0 ARGS`` as a child process; ``port`` / ``url`` once it listens."""
+
+    def __init__(self, artifact: Path, *args: str, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "slmkit", "serve", str(artifact), "--port", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
         line = self.proc.stdout.readline()
         if "on http://127.0.0.1:" not in line:
             self.proc.kill()
             raise SlmkitError(f"the server did not start: {(line + self.proc.stderr.read()).strip()[:300]}")
         self.port = int(line.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def complete(self, text: str, max_tokens: int) -> Request:
         """One streaming completion, timed at each server-sent event."""
@@ -84,12 +87,19 @@ class ServerProcess:
         first = first or end
         return Request(first - t0, (end - first) / max(1, tokens - 1), end - t0, tokens)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM (a graceful stop); its exit code (killed, and -9, past 30 s)."""
         self.proc.terminate()
         try:
-            self.proc.wait(30)
+            return self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            return self.proc.wait()
+
+
+def start_server(artifact: Path, args: argparse.Namespace) -> ServerProcess:
+    """The server under test: the run's threads and slots, a queue deep enough that no client is refused."""
+    return ServerProcess(artifact, "--threads", str(args.threads), "--parallel", str(args.parallel), "--max-queue", "64")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -97,7 +107,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_level(artifact: Path, clients: int, args: argparse.Namespace, deadline: float) -> dict:
-    server = ServerProcess(artifact, args.threads, args.parallel)
+    server = start_server(artifact, args)
     try:
         server.complete(prompt(0, args.prompt_tokens), 8)  # warm-up
         results: list[Request] = []
@@ -155,7 +165,7 @@ def soak(artifact: Path, args: argparse.Namespace) -> dict:
     """Mixed traffic from ``args.clients`` clients for ``args.soak`` seconds; resources sampled throughout."""
     import random
 
-    server = ServerProcess(artifact, args.threads, args.parallel)
+    server = start_server(artifact, args)
     counts: dict[str, int] = {}
     lock = threading.Lock()
     samples: list[dict] = []

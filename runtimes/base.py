@@ -291,8 +291,9 @@ class Runtime(ABC):
         """:meth:`stream` as :class:`Chunk` s: each piece with the token count so far; the last chunk (its
         text may be empty) says why generation ended."""
         settings = sampling_settings(sampling)
-        text = TextAssembler(self.tokenizer, stop, len(self._prompt_ids(prompt, max_new_tokens, truncate)))
-        for tok in self._token_stream(prompt, max_new_tokens, settings, seed, truncate):
+        ids = self._prompt_ids(prompt, max_new_tokens, truncate)  # tokenized once: the stream takes these ids
+        text = TextAssembler(self.tokenizer, stop, len(ids))
+        for tok in self._token_stream(ids, max_new_tokens, settings, seed):
             chunk = text.add(tok)
             if chunk.finish is not None:
                 yield chunk

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
-from slmkit.manifest import MANIFEST, read_manifest
+from slmkit.manifest import MANIFEST, entry_for, read_manifest
 
 
 def _mib(n: int) -> str:
@@ -62,13 +62,6 @@ def model_folder(target: str | None) -> tuple[dict, list[str]]:
     return data, lines
 
 
-def _entry(path: Path) -> dict | None:
-    """The file's manifest entry, when a manifest beside it lists it."""
-    if (path.parent / MANIFEST).is_file():
-        return read_manifest(path.parent).get("artifacts", {}).get(path.name)
-    return None
-
-
 def _checks(entry: dict | None) -> str:
     checks = (entry or {}).get("checks", {})
     if not checks:
@@ -84,7 +77,7 @@ def gguf_artifact(path: Path) -> tuple[dict, list[str]]:
     tokens = list(meta.get("tokenizer.ggml.tokens", []))
     types = [int(k) for k in meta.get("tokenizer.ggml.token_type", [])]
     controls = [t for t, k in zip(tokens, types) if k == CONTROL and t != "<|endoftext|>"]
-    entry = _entry(path)
+    entry = entry_for(path)
     data = {"kind": "gguf", "file": str(path.resolve()), "bytes": path.stat().st_size, "architecture": info.arch,
             "n_layer": info.n_layer, "n_embd": info.n_embd, "context_length": info.context_length,
             "parameters": info.n_params, "bits_per_weight": round(info.bits_per_weight, 3),
@@ -103,7 +96,7 @@ def onnx_artifact(path: Path) -> tuple[dict, list[str]]:
     from slmkit.onnx_file import inspect_onnx
 
     info = inspect_onnx(path)
-    entry = _entry(path)
+    entry = entry_for(path)
     extra = sum((path.parent / f).stat().st_size for f in info.external if (path.parent / f).is_file())
     data = {"kind": "onnx", "file": str(path.resolve()), "bytes": path.stat().st_size + extra,
             "external_data": sorted(info.external), "quant": (entry or {}).get("quant"),

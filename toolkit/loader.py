@@ -11,7 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from slmkit.errors import SlmkitError
-from slmkit.manifest import MANIFEST, read_manifest, verify_artifact
+from slmkit.manifest import MANIFEST, entry_for, read_manifest, verify_artifact
 from slmkit.memory import peak_rss_mb
 from slmkit.model_folder import DEMO_ARTIFACTS
 from slmkit.profiles import Profile, get_profile
@@ -53,8 +53,8 @@ def load(path: str | Path | None = None, device: str = "cpu", threads: int | Non
     elif target is not None and target.is_dir() and not (target / "config.json").is_file():
         raise SlmkitError(f"{target}: neither an artifact folder (no {MANIFEST}) nor a Hugging Face model folder "
                           "(no config.json)")
-    elif target is not None and target.is_file() and (target.parent / MANIFEST).is_file():
-        entry = read_manifest(target.parent).get("artifacts", {}).get(target.name)
+    elif target is not None and target.is_file():
+        entry = entry_for(target)
     actual = verify_artifact(target, entry) if verify and entry else None  # hashed once, handed to the backend
     cap = min((x for x in (n_ctx, profile.max_context) if x), default=None)
     rt = open_runtime(target, threads=threads or profile.thread_count(), n_ctx=cap, sha256=actual)

@@ -70,6 +70,14 @@ def verify_sha256(path: Path, expected: str | None) -> str:
     return actual
 
 
+def entry_for(path: Path) -> dict | None:
+    """A file's entry in the manifest beside it (None when no manifest there lists it)."""
+    path = Path(path)
+    if not (path.parent / MANIFEST).is_file():
+        return None
+    return read_manifest(path.parent).get("artifacts", {}).get(path.name)
+
+
 def verify_artifact(path: Path, entry: dict) -> str:
     """Check an artifact against its manifest entry: its sha256 and, for ONNX weights kept beside it
     (``<file>.data``), that file's too. Returns the artifact file's sha256."""
