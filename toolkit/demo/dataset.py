@@ -30,13 +30,14 @@ from typing import Callable, Iterator
 import numpy as np
 
 from slmkit.demo.intents import article
-from slmkit.demo.words import (ARTIFACTS, DATA, ABSTRACT, CONCRETE, DESCRIPTOR_ADJECTIVES, QUALITIES, UNPLEASANT, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, content_words,
+from slmkit.demo.words import (ABSTRACT, ADJECTIVE_FITS, ARTIFACTS, CONCRETE, DATA, DESCRIPTOR_ADJECTIVES, NOUN_KINDS,
+                               QUALITIES, SEARCH_SUFFIXES, STOPWORDS, STYLES, TAG_EXTRAS, UNPLEASANT, content_words,
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket
 from slmkit.workload import CHECK_TEXTS, Workload
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
@@ -177,7 +178,7 @@ def _head(rng: random.Random, intent: str, plan: Plan, content: _Content) -> str
 def _t2i(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterator[str]:
     head = _head(rng, intent, plan, c)
     first = head.split(" ", 1)[0].lower()
-    yield head if first in ("a", "an") else f"{article(head)} {head}"
+    yield head if first in STOPWORDS else f"{article(head)} {head}"  # "a ...", "my ...", "how to ..."
     extras = [f"{rng.choice(STYLES)} style", rng.choice(QUALITIES)]
     while True:
         yield extras.pop(0) if extras and rng.random() < 0.3 else c.term()
@@ -284,22 +285,55 @@ class Bank:
 
 UNPLEASANT_MAX = 0.45    # a noun this close (MiniLM cosine) to an unpleasant word is no descriptor
 CONCRETE_SHARE = 0.45    # the most concrete share of the nouns are descriptors
+KIND_MIN = 0.40          # a descriptor noun is clearly of a kind: its kind score is at least this
+PAIRS_PER_NOUN = 3
+NEAREST_FITTING = 8      # a noun's adjective is drawn from this many of the nearest fitting ones
+ADJECTIVE_CAP = 1.5      # no adjective pairs with more than this many times the mean number of nouns
 
 
-def descriptor_nouns(embed: Embedder, nouns: list[str], emb: np.ndarray) -> list[str]:
-    """The nouns fit for descriptors: concrete (mean of the 3 best cosines to the concrete anchors minus the
-    same to the abstract ones, the top ``CONCRETE_SHARE``) and not near an unpleasant word."""
-    def top3(anchors: tuple[str, ...]) -> np.ndarray:
-        return np.sort(emb @ embed(list(anchors)).T, axis=1)[:, -3:].mean(axis=1)
+def _top3(embed: Embedder, emb: np.ndarray, anchors: tuple[str, ...]) -> np.ndarray:
+    """Per row: the mean of its 3 best cosines to the anchor words."""
+    return np.sort(emb @ embed(list(anchors)).T, axis=1)[:, -3:].mean(axis=1)
 
-    concrete = top3(CONCRETE) - top3(ABSTRACT)
+
+def descriptor_nouns(embed: Embedder, nouns: list[str], emb: np.ndarray) -> dict[str, str]:
+    """The nouns fit for descriptors, with their kind (``NOUN_KINDS``): concrete (the top ``CONCRETE_SHARE``
+    by concrete minus abstract anchor score), clearly of one kind, and not near an unpleasant word."""
+    concrete = _top3(embed, emb, CONCRETE) - _top3(embed, emb, ABSTRACT)
     cut = np.quantile(concrete, 1 - CONCRETE_SHARE)
     unpleasant = (emb @ embed(list(UNPLEASANT)).T).max(axis=1)
-    return [n for n, c, u in zip(nouns, concrete, unpleasant) if c >= cut and u < UNPLEASANT_MAX]
+    kinds = list(NOUN_KINDS)
+    score = np.stack([_top3(embed, emb, NOUN_KINDS[k]) for k in kinds], axis=1)
+    return {n: kinds[int(s.argmax())] for n, c, u, s in zip(nouns, concrete, unpleasant, score)
+            if c >= cut and u < UNPLEASANT_MAX and s.max() >= KIND_MIN}
+
+
+def pair_adjectives(rng: random.Random, kinds: dict[str, str], adj_emb: np.ndarray, noun_emb: np.ndarray
+                    ) -> list[str]:
+    """``PAIRS_PER_NOUN`` "adjective noun" phrases per noun: adjectives that fit the noun's kind
+    (``ADJECTIVE_FITS``), drawn from the nearest fitting ones, none used more than ``ADJECTIVE_CAP`` times
+    its fair share (a few adjectives are near many nouns: "juicy" was in 2% of all descriptors)."""
+    adjs = list(DESCRIPTOR_ADJECTIVES)
+    fits = {k: np.array([any(a in g_adjs and k in g_kinds for g_adjs, g_kinds in ADJECTIVE_FITS.values())
+                         for a in adjs]) for k in NOUN_KINDS}
+    cap = ADJECTIVE_CAP * PAIRS_PER_NOUN * len(kinds) / len(adjs)
+    used: Counter[str] = Counter()
+    order = list(kinds)
+    rng.shuffle(order)
+    index = {n: i for i, n in enumerate(kinds)}
+    pairs = []
+    for noun in order:
+        sims = np.where(fits[kinds[noun]], adj_emb @ noun_emb[index[noun]], -np.inf)
+        near = [adjs[j] for j in np.argsort(-sims)[:NEAREST_FITTING] if np.isfinite(sims[j]) and adjs[j] != noun]
+        open_ = [a for a in near if used[a] < cap] or sorted(near, key=used.__getitem__)[:2]
+        for a in rng.sample(open_, min(PAIRS_PER_NOUN, len(open_))):
+            used[a] += 1
+            pairs.append(f"{a} {noun}")
+    return pairs
 
 
 def build_bank(embed: Embedder, seed: int) -> Bank:
-    """Descriptor phrases, embedded: concrete, pleasant nouns, each paired with descriptor adjectives near it
+    """Descriptor phrases, embedded: concrete, pleasant nouns, each paired with adjectives that fit it
     ("misty harbor"), styles, qualities and artifacts; plus the word pools' embeddings for intents."""
     from slmkit.demo.words import pools
 
@@ -308,10 +342,10 @@ def build_bank(embed: Embedder, seed: int) -> Bank:
              "descriptor": list(DESCRIPTOR_ADJECTIVES)}
     word_emb = {k: embed(v) for k, v in words.items()}
     bank = Bank([], np.zeros((0, 384), np.float32), words, word_emb, {})
-    nouns = descriptor_nouns(embed, words["noun"], word_emb["noun"])
-    rng = random.Random(seed)
-    pairs = [f"{rng.choice(bank.related('descriptor', noun, 6))} {noun}" for noun in nouns for _ in range(3)]
-    phrases = list(dict.fromkeys(nouns + pairs + [f"{s} style" for s in STYLES] + list(QUALITIES)
+    kinds = descriptor_nouns(embed, words["noun"], word_emb["noun"])
+    rows = [words["noun"].index(n) for n in kinds]
+    pairs = pair_adjectives(random.Random(seed), kinds, word_emb["descriptor"], word_emb["noun"][rows])
+    phrases = list(dict.fromkeys(list(kinds) + pairs + [f"{s} style" for s in STYLES] + list(QUALITIES)
                                  + list(ARTIFACTS)))
     bank.phrases, bank.emb = phrases, embed(phrases)
     return bank

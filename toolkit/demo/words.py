@@ -31,6 +31,7 @@ my your our their his her its this that these those s t some any all
 _BLOCK = frozenset("""
 terrorist terrorism murder murderer suicide rape rapist slave slavery genocide nazi corpse kill killer
 x-rated abortion drug drugs cocaine heroin weapon gun guns bomb bullet porn sex sexy nude naked racist
+pistol rifle revolver shotgun ammunition grenade breast
 """.split())
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -110,26 +111,51 @@ playful; bold; clean; colorful; hand drawn; retro; trendy; seasonal; customizabl
 a4; square format; portrait format; landscape format; dark mode; light mode
 """))
 # Adjectives an output's descriptors may use: what people put in image prompts, tags and searches
-# (colour, material, texture, light and weather, season, era, place, a pleasant mood). Descriptors are
-# these paired with a noun by relatedness; the broad adjective pool (personality words, "moldy",
-# "demonic") stays in intents, where people write whatever they like.
-DESCRIPTOR_ADJECTIVES = _clean(_lines("""
-red; crimson; scarlet; orange; amber; golden; yellow; green; emerald; olive; teal; turquoise; blue; navy;
-azure; indigo; violet; purple; lavender; pink; rose; coral; peach; cream; ivory; white; silver; gray;
-charcoal; black; brown; bronze; copper; rainbow; pastel; neon; wooden; stone; marble; glass; ceramic;
-paper; velvet; silk; linen; leather; woven; knitted; brass; iron; metallic; concrete; bamboo; wicker;
-porcelain; smooth; glossy; matte; textured; fluffy; furry; soft; crisp; layered; geometric; round;
-curved; tiny; miniature; giant; tall; slender; sunny; sunlit; shady; misty; foggy; snowy; rainy; stormy;
-cloudy; frosty; dewy; glowing; shimmering; sparkling; luminous; bright; moonlit; candlelit; hazy; starry;
-cozy; calm; peaceful; serene; quiet; cheerful; joyful; playful; dreamy; magical; whimsical; elegant;
-graceful; charming; lovely; cute; gentle; warm; fresh; lively; festive; romantic; nostalgic; majestic;
-grand; mysterious; bold; vibrant; colorful; minimalist; simple; clean; tidy; vintage; retro; antique;
-ancient; medieval; classic; modern; futuristic; rustic; urban; rural; coastal; tropical; alpine; desert;
-nordic; wild; lush; floral; botanical; autumnal; wintry; summery; handmade; homemade; organic; crispy;
-sweet; savory; spicy; creamy; juicy; baked; roasted; sleek; sturdy; compact; portable; durable;
-lightweight; waterproof; handcrafted; ornate; delicate; polished; weathered; sunset; pine; oak; mossy;
-sandy; rocky; icy; breezy; twinkling; radiant; tranquil; idyllic; enchanted; cosmic; celestial; urban
-"""))
+# (colour, material, texture, light and weather, season, era, place, a pleasant mood); the broad adjective
+# pool (personality words, "moldy", "demonic") stays in intents, where people write whatever they like.
+# Each group says which kinds of noun its adjectives fit: a colour most things, a material an object, a
+# taste food, the weather a place or the sky ("paper toothpaste" and "juicy prey" came from pairing by
+# relatedness alone). A noun's kind is judged by MiniLM against the ``NOUN_KINDS`` anchors.
+ADJECTIVE_FITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    group: (tuple(adjs.split()), tuple(kinds.split())) for group, adjs, kinds in (
+        ("colour", """red crimson scarlet orange amber golden yellow green emerald olive teal turquoise blue
+         navy azure indigo violet purple lavender pink rose coral peach cream ivory white silver gray
+         charcoal black brown bronze copper rainbow pastel neon""", "object animal plant place sky"),
+        ("material", """glass ceramic paper velvet silk linen leather woven knitted brass iron metallic
+         bamboo wicker porcelain""", "object"),
+        ("building", "wooden stone marble concrete oak pine", "object place"),
+        ("surface", "smooth glossy matte textured layered geometric round curved crisp", "object food"),
+        ("fur", "fluffy furry soft", "animal object"),
+        ("size", "tiny miniature giant tall slender", "object animal plant place person"),
+        ("weather", """sunny sunlit shady misty foggy snowy rainy stormy cloudy frosty dewy hazy moonlit
+         starry breezy icy sunset""", "place sky plant"),
+        ("light", "glowing shimmering sparkling luminous bright twinkling radiant candlelit",
+         "object place sky plant"),
+        ("scene mood", """cozy calm peaceful serene quiet tranquil idyllic enchanted mysterious magical
+         dreamy majestic grand festive romantic nostalgic lively whimsical""", "place sky"),
+        ("living mood", "cheerful joyful playful cute gentle graceful charming lovely elegant",
+         "person animal"),
+        ("era", """minimalist simple clean tidy vintage retro antique ancient medieval classic modern
+         futuristic rustic ornate delicate polished weathered handmade handcrafted sleek""", "object place"),
+        ("region", "urban rural coastal tropical alpine desert nordic", "place plant"),
+        ("space", "cosmic celestial", "sky"),
+        ("nature", "wild lush floral botanical mossy sandy rocky autumnal wintry summery", "place plant"),
+        ("food", "organic crispy sweet savory spicy creamy juicy baked roasted fresh homemade", "food"),
+        ("product", "sturdy compact portable durable lightweight waterproof", "object"),
+        ("vivid", "bold vibrant colorful warm", "object place plant food"),
+    )}
+# Eval words are left out of the fits too (``_clean``).
+ADJECTIVE_FITS = {g: (_clean(list(adjs)), kinds) for g, (adjs, kinds) in ADJECTIVE_FITS.items()}
+DESCRIPTOR_ADJECTIVES = tuple(a for adjs, _ in ADJECTIVE_FITS.values() for a in adjs)
+NOUN_KINDS = {kind: tuple(anchors.split()) for kind, anchors in (
+    ("food", "bread cheese apple soup cake coffee pasta cookie salad chocolate pie sandwich"),
+    ("animal", "dog cat horse bird fish fox rabbit bear owl deer butterfly whale"),
+    ("plant", "tree flower rose fern moss grass tulip leaf cactus orchid vine bush"),
+    ("place", "city beach forest village harbor mountain street castle garden valley cafe library kitchen island"),
+    ("object", "lamp chair bottle clock guitar bag shoe vase bicycle shirt table book hat teapot"),
+    ("person", "man woman child teacher farmer dancer king doctor musician sailor girl boy"),
+    ("sky", "sky sunset river ocean snow cloud moon rain waterfall star storm lake"),
+)}
 # Descriptor nouns are the concrete, pleasant ones (intents may still name any noun), judged by MiniLM
 # against these anchors: nearer the concrete than the abstract ones, and not near an unpleasant one.
 CONCRETE = tuple("""tree house dog table river mountain flower car bread shirt lamp bird beach city book cup
@@ -167,6 +193,16 @@ def _gerund(verb: str) -> str | None:
     return best if zipf_frequency(best, "en") >= 2.0 else None
 
 
+def _profanity_list() -> set[str]:
+    """better-profanity's word list (slurs wordfreq's rare words hold and wonderwords' list lacks)."""
+    try:
+        import better_profanity
+    except ImportError as e:
+        raise SlmkitError(f"generating the demo data needs the 'train' extra ({e.name} is missing)") from None
+    path = Path(better_profanity.__file__).parent / "profanity_wordlist.txt"
+    return {w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()}
+
+
 @functools.cache
 def pools(min_zipf: float = 3.0) -> Pools:
     """Common English nouns, adjectives and verbs (wordfreq Zipf frequency at least ``min_zipf``)."""
@@ -176,7 +212,7 @@ def pools(min_zipf: float = 3.0) -> Pools:
     except ImportError as e:
         raise SlmkitError(f"generating the demo data needs the 'train' extra ({e.name} is missing)") from None
     assets = Path(wonderwords.__file__).parent / "assets"
-    profane = set((assets / "profanitylist.txt").read_text().split("\n"))
+    profane = set((assets / "profanitylist.txt").read_text().split("\n")) | _profanity_list()
 
     def common(name: str, floor: float) -> tuple[str, ...]:
         words = (assets / name).read_text().split("\n")
