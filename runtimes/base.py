@@ -22,12 +22,29 @@ from slmkit.runtimes.sampling import Sampling, is_whole_number
 from slmkit.tokenizer import TextTokenizer
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability under the model (log-softmax of the raw logits: before
+    temperature, penalties and truncation, so every backend and sampler reports the same figure) and the
+    ``top`` most likely tokens at that step."""
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def of(cls, tokenizer: TextTokenizer, logits: np.ndarray, tok: int, top: int) -> "TokenLogprob":
+        lp = log_softmax(logits[None].astype(np.float32))[0]
+        best = np.argsort(-lp, kind="stable")[:top] if top > 0 else []
+        return cls(tokenizer.decode([tok]), float(lp[tok]), tuple((tokenizer.decode([int(i)]), float(lp[i])) for i in best))
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A piece of generated text and where its generation stands (what a server reports per token)."""
     text: str
     prompt_tokens: int           # the prompt's length in tokens (after truncation)
     tokens: int                  # tokens generated so far
     finish: str | None = None    # on the last chunk only: "stop" (end-of-text or a stop string) or "length"
+    logprobs: tuple[TokenLogprob, ...] = ()  # the tokens sampled for this chunk, when they were asked for
 
 
 class _Sequence:

@@ -10,14 +10,14 @@ tokens as ``stream_chunks`` wherever the logits agree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from slmkit.errors import SlmkitError
-from slmkit.runtimes.base import Chunk, Runtime, TextAssembler, sampling_settings
-from slmkit.runtimes.sampling import Sampler
+from slmkit.runtimes.base import Chunk, Runtime, TextAssembler, TokenLogprob, sampling_settings
+from slmkit.runtimes.sampling import Sampler, is_whole_number
 
 
 @dataclass
@@ -28,6 +28,7 @@ class _Seq:
     max_new_tokens: int
     logits: np.ndarray  # the next token's distribution, from the last evaluation
     ignore_eos: bool = False
+    logprobs: int | None = None  # report each token's log-probability and this many top alternatives
 
 
 class ContinuousBatch:
@@ -52,9 +53,13 @@ class ContinuousBatch:
         return len(self._seqs)
 
     def add(self, prompt: str | Sequence[int], *, max_new_tokens: int = 64, seed: int | None = 0,
-            stop: Sequence[str] = (), truncate: bool = False, ignore_eos: bool = False, **sampling: Any) -> int:
+            stop: Sequence[str] = (), truncate: bool = False, ignore_eos: bool = False, logprobs: int | None = None,
+            **sampling: Any) -> int:
         """Start a generation (its prompt is evaluated now); returns its handle. Arguments as ``stream``;
-        ``ignore_eos`` never samples end-of-text, so the text runs to ``max_new_tokens`` (for benchmarks)."""
+        ``ignore_eos`` never samples end-of-text, so the text runs to ``max_new_tokens`` (for benchmarks);
+        ``logprobs`` (0-20) gives every chunk its tokens' :class:`TokenLogprob` with that many alternatives."""
+        if logprobs is not None and not (is_whole_number(logprobs) and 0 <= logprobs <= 20):
+            raise SlmkitError(f"logprobs must be a whole number between 0 and 20, got {logprobs}")
         if not self.free:
             raise SlmkitError(f"all {self.size} slots of the batch are in use")
         settings = sampling_settings(sampling)
@@ -65,7 +70,7 @@ class ContinuousBatch:
             logits = self.rt._slot_prefill(slot, ids)
         handle, self._next = self._next, self._next + 1
         self._seqs[handle] = _Seq(slot, settings.sampler(seed), TextAssembler(self.rt.tokenizer, stop, len(ids)),
-                                  max_new_tokens, logits, ignore_eos)
+                                  max_new_tokens, logits, ignore_eos, logprobs)
         return handle
 
     def remove(self, handle: int) -> None:
@@ -92,6 +97,8 @@ class ContinuousBatch:
                 if chunk.finish is None and chunk.tokens == seq.max_new_tokens:
                     last = seq.text.end("length")
                     chunk = Chunk(chunk.text + last.text, chunk.prompt_tokens, chunk.tokens, last.finish)
+                if seq.logprobs is not None:
+                    chunk = replace(chunk, logprobs=(TokenLogprob.of(self.rt.tokenizer, seq.logits, tok, seq.logprobs),))
             out.append((handle, chunk))
             if chunk.finish is None:
                 going.append((handle, tok))

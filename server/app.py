@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmkit.errors import SlmkitError, first_line
 from slmkit.prompts import SEP, build_prompt
-from slmkit.runtimes.base import Chunk, Runtime
+from slmkit.runtimes.base import Chunk, Runtime, TokenLogprob
 from slmkit.runtimes.sampling import Sampling
 from slmkit.server.engine import Engine, Event, Job, ServerError
 from slmkit.server.metrics import Metrics
-from slmkit.server.schema import (MAX_STOP, Completion, CompletionChoice, CompletionRequest, ModelCard, ModelList,
+from slmkit.server.schema import (MAX_LOGPROBS, MAX_STOP, Completion, CompletionChoice, Logprobs, CompletionRequest, ModelCard, ModelList,
                                   Prompts, PromptsRequest, Usage)
 from slmkit.version import __version__
 
@@ -170,9 +170,11 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     @app.post("/v1/completions", response_model=Completion, dependencies=[Depends(require_key)])
     async def completions(req: CompletionRequest, request: Request) -> Any:
         check_model(req.model)
-        for name in ("suffix", "echo", "logprobs"):  # logprobs 0 asks for none
+        for name in ("suffix", "echo"):
             if getattr(req, name):
                 raise ServerError(400, f"{name} is not supported by slmkit serve", param=name)
+        if req.logprobs is not None and not 0 <= req.logprobs <= MAX_LOGPROBS:
+            raise ServerError(400, f"logprobs must be between 0 and {MAX_LOGPROBS}, got {req.logprobs}", param="logprobs")
         if req.best_of not in (None, req.n):
             raise ServerError(400, "best_of is not supported (ask for n candidates instead)", param="best_of")
         if req.logit_bias:
@@ -182,7 +184,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             raise ServerError(400, f"stop takes at most {MAX_STOP} strings", param="stop")
         prompts = prompt_list(req.prompt)
         opts = {**sampling_of(req, 16 if req.max_tokens is None else req.max_tokens), "stop": stop,
-                "ignore_eos": req.ignore_eos}
+                "ignore_eos": req.ignore_eos, "logprobs": req.logprobs}
         choices = [(p, {**opts, "seed": None if req.seed is None else req.seed + j}) for p in prompts for j in range(req.n)]
         job = Job(choices, asyncio.get_running_loop(), settings.timeout)
         engine.submit(job)
@@ -192,10 +194,11 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             usage = req.n if req.stream_options and req.stream_options.include_usage else 0
             return StreamingResponse(sse(job, request, first, cid, now, usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        texts, last = await collect(job, request)
+        texts, last, lps = await collect(job, request)
         return Completion(id=cid, created=now, model=settings.model_id,
-                          choices=[CompletionChoice(text=t, index=i, finish_reason=c.finish)
-                                   for i, (t, c) in enumerate(zip(texts, last))],
+                          choices=[CompletionChoice(text=t, index=i, finish_reason=c.finish,
+                                                    logprobs=None if req.logprobs is None else LogprobTrack(lp).take(len(t)))
+                                   for i, (t, c, lp) in enumerate(zip(texts, last, lps))],
                           usage=usage_of(last, req.n))
 
     async def sse(job: Job, request: Request, first: Event, cid: str, now: int, usage: int) -> AsyncIterator[str]:
@@ -204,6 +207,8 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         ev: Event | None = first
         open_ = set(range(len(job.choices)))
         last: list[Chunk | None] = [None] * len(job.choices)
+        tracks = [LogprobTrack() for _ in job.choices]
+        sent = [0] * len(job.choices)  # characters of text sent per choice
         try:
             while open_:
                 if ev is None:
@@ -215,9 +220,12 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
                 c = last[ev.index] = ev.chunk
                 if c.finish is not None:
                     open_.discard(ev.index)
+                tracks[ev.index].entries.extend(c.logprobs)
                 if c.text or c.finish is not None:
+                    sent[ev.index] += len(c.text)
+                    lp = tracks[ev.index].take(sent[ev.index]) if c.logprobs or tracks[ev.index].entries else None
                     body = {"id": cid, "object": "text_completion", "created": now, "model": settings.model_id,
-                            "choices": [{"text": c.text, "index": ev.index, "logprobs": None,
+                            "choices": [{"text": c.text, "index": ev.index, "logprobs": lp and lp.model_dump(),
                                          "finish_reason": c.finish}]}
                     yield f"data: {json.dumps(body)}\n\n"
                 ev = None
@@ -242,7 +250,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         job = Job([(prompt, {**opts, "seed": req.seed + j}) for j in range(req.n)], asyncio.get_running_loop(),
                   settings.timeout)
         engine.submit(job)
-        texts, _ = await collect(job, request)
+        texts, _, _ = await collect(job, request)
         return Prompts(model=settings.model_id, intent=req.intent, task=req.task, length=req.length,
                        relevance=req.relevance, candidates=texts)
 
@@ -264,15 +272,38 @@ def prompt_list(prompt: Any) -> list[str | list[int]]:
     return out
 
 
-async def collect(job: Job, request: Request) -> tuple[list[str], list[Chunk]]:
-    """Every choice's whole text and its last chunk (token counts, finish reason), once all have ended."""
+async def collect(job: Job, request: Request) -> tuple[list[str], list[Chunk], list[list[TokenLogprob]]]:
+    """Every choice's whole text, its last chunk (token counts, finish reason) and its tokens' logprobs
+    (when asked for), once all have ended."""
     texts = [""] * len(job.choices)
     last: list[Chunk | None] = [None] * len(job.choices)
+    lps: list[list[TokenLogprob]] = [[] for _ in job.choices]
     while any(c is None or c.finish is None for c in last):
         ev = await next_event(job, request)
         texts[ev.index] += ev.chunk.text
         last[ev.index] = ev.chunk
-    return texts, last  # type: ignore[return-value]
+        lps[ev.index].extend(ev.chunk.logprobs)
+    return texts, last, lps  # type: ignore[return-value]
+
+
+@dataclass
+class LogprobTrack:
+    """A choice's token logprobs not yet reported, and the text offset where the next one starts."""
+    entries: list[TokenLogprob] = field(default_factory=list)
+    offset: int = 0
+
+    def take(self, upto: int) -> Logprobs:
+        """The tokens that start before character ``upto`` of the text (those after a stop string's cut
+        never do), in OpenAI's shape; they are removed from the track."""
+        out = Logprobs(tokens=[], token_logprobs=[], top_logprobs=[], text_offset=[])
+        while self.entries and self.offset < upto:
+            e = self.entries.pop(0)
+            out.tokens.append(e.token)
+            out.token_logprobs.append(e.logprob)
+            out.top_logprobs.append(dict(e.top))
+            out.text_offset.append(self.offset)
+            self.offset += len(e.token)
+        return out
 
 
 def usage_of(last: list[Chunk], n: int) -> Usage:

@@ -14,6 +14,7 @@ from slmkit.prompts import DECODING
 
 MAX_N = 16
 MAX_STOP = 4
+MAX_LOGPROBS = 5  # OpenAI's limit for the completions API
 
 Prompt = Union[str, list[str], list[int], list[list[int]]]
 
@@ -74,10 +75,19 @@ class PromptsRequest(BaseModel):
     no_repeat_ngram: int = int(DECODING["no_repeat_ngram"])
 
 
+class Logprobs(BaseModel):
+    """OpenAI's legacy completion logprobs: per generated token, its text, log-probability, the top
+    alternatives and where it starts in the choice's text."""
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class CompletionChoice(BaseModel):
     text: str
     index: int
-    logprobs: None = None
+    logprobs: Logprobs | None = None
     finish_reason: Literal["stop", "length"] | None
 
 

@@ -133,6 +133,50 @@ def test_stop_strings_end_the_text_where_they_begin(client, tiny_gguf):
     assert cut.choices[0].finish_reason == "stop"
 
 
+def test_logprobs_are_the_models_log_probabilities_of_the_generated_tokens(client, tiny_gguf):
+    import slmkit
+
+    r = client.completions.create(model=tiny_gguf.stem, prompt="cozy cabin", max_tokens=12, logprobs=3, **SAMPLING)
+    c = r.choices[0]
+    lp = c.logprobs
+    assert "".join(lp.tokens) == c.text and len(lp.tokens) == r.usage.completion_tokens
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))]
+    assert all(len(top) == 3 for top in lp.top_logprobs)
+    assert all(x <= 0 for x in lp.token_logprobs)
+    assert all(max(top.values()) >= x - 1e-6 for top, x in zip(lp.top_logprobs, lp.token_logprobs))
+    # the same figures as the runtime's scoring of prompt + completion (the model's raw distribution,
+    # not the sampler's: temperature and top-p do not change them)
+    with slmkit.load(tiny_gguf, threads=1) as rt:
+        prompt = rt.tokenize("cozy cabin")
+        ids = prompt + rt.tokenize(c.text)
+        expected = rt.token_logprobs(ids)[len(prompt) - 1:]
+    assert len(expected) == len(lp.token_logprobs)
+    assert max(abs(a - b) for a, b in zip(expected, lp.token_logprobs)) < 1e-3
+    # greedy: the chosen token is the most likely one
+    g = client.completions.create(model=tiny_gguf.stem, prompt="cozy cabin", max_tokens=8, logprobs=1, temperature=0)
+    glp = g.choices[0].logprobs
+    assert all(list(top) == [t] for top, t in zip(glp.top_logprobs, glp.tokens))
+
+
+def test_streamed_logprobs_cover_the_streamed_text_and_stop_at_a_stop_string(client, tiny_gguf, server):
+    whole = client.completions.create(model=tiny_gguf.stem, prompt="a quiet harbor", max_tokens=20, logprobs=0, **SAMPLING)
+    chunks = list(client.completions.create(model=tiny_gguf.stem, prompt="a quiet harbor", max_tokens=20,
+                                            logprobs=0, stream=True, **SAMPLING))
+    tokens = [t for ch in chunks if ch.choices[0].logprobs for t in ch.choices[0].logprobs.tokens]
+    assert tokens == whole.choices[0].logprobs.tokens
+    assert all(top == {} for top in whole.choices[0].logprobs.top_logprobs)  # logprobs=0: the chosen tokens only
+    text = whole.choices[0].text
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    cut = client.completions.create(model=tiny_gguf.stem, prompt="a quiet harbor", max_tokens=20, logprobs=0,
+                                    stop=[stop], **SAMPLING)
+    kept, cut_text = cut.choices[0].logprobs.tokens, cut.choices[0].text
+    # the tokens that hold the kept text, not those past the stop string
+    assert "".join(kept).startswith(cut_text) and all(o < len(cut_text) for o in cut.choices[0].logprobs.text_offset)
+    assert whole.choices[0].logprobs.tokens[:len(kept)] == kept
+    off = server.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 4})[2]
+    assert off["choices"][0]["logprobs"] is None
+
+
 def test_prompts_endpoint_writes_the_control_tokens(server, tiny_gguf):
     status, _, body = server.request("POST", "/v1/prompts", {"intent": "jazz for studying", "task": "recommend",
                                                              "n": 2, "max_tokens": 10})
@@ -169,7 +213,8 @@ def test_models_health_openapi_and_metrics(server, client):
     ({"prompt": "hi", "temperature": -1}, None, KEY, 400, None),
     ({"prompt": "hi", "model": "gpt-4"}, None, KEY, 404, "model_not_found"),
     ({"prompt": ""}, None, KEY, 400, None),
-    ({"prompt": "hi", "logprobs": 2}, None, KEY, 400, None),
+    ({"prompt": "hi", "logprobs": 6}, None, KEY, 400, None),  # OpenAI's limit is 5
+    ({"prompt": "hi", "logprobs": -1}, None, KEY, 400, None),
     ({"prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}, None, KEY, 400, None),
     ({"prompt": "word " * 400}, None, KEY, 400, None),  # longer than the context
     (None, b"x" * (2 << 20), KEY, 413, "body_too_large"),
