@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/slmkit-demo
 
-.PHONY: demo test clean
+.PHONY: demo test clean arm64-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# Not part of CI (about 30 min, needs root for apt): slmkit's runtime on emulated arm64 cores (qemu user mode)
+# against the x86 run of every artifact type; builds its environment in out/arm64 (cached). README: "arm64".
+arm64-check: $(STAMP)
+	BUILD_LLAMA=1 devtools/arm64/setup.sh
+	$(PY) -m devtools.arm64.check
 
 clean:
 	rm -rf $(VENV) out

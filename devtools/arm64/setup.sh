@@ -5,7 +5,7 @@
 # Everything it fetches or builds goes to out/arm64/ (git-ignored; SLMKIT_ARM64_STATE moves it).
 #
 #   devtools/arm64/setup.sh                 # qemu, sysroot, wheels, slmkit package links, smoke test
-#   BUILD_LLAMA=1 devtools/arm64/setup.sh   # also cross-compile libllama.so for aarch64 (long: ~220 C/C++ files)
+#   BUILD_LLAMA=1 devtools/arm64/setup.sh   # also cross-compile llama.cpp for aarch64 (long: ~220 C/C++ files)
 #   NO_QEMU10=1 devtools/arm64/setup.sh     # skip qemu 10 from bookworm-backports (then SME is mis-emulated, see NOTES.md)
 #
 # Afterwards:  out/arm64/py-arm64 SCRIPT.py      (QEMU_CPU=max|max,sme=off|neoverse-n1|cortex-a72|cortex-a53)
@@ -130,8 +130,11 @@ exec "$QEMU" -L "$HERE/sysroot" "$HERE/sysroot/usr/bin/python3.11" "$@"
 EOF
 chmod +x py-arm64
 
-# 7. optional: cross-compile llama.cpp (the copy vendored in llama-cpp-python's sdist, same version
-#    as the host .venv) into llama-build/bin/{libllama,libggml,libggml-base,libggml-cpu}.so
+# 7. optional: cross-compile llama.cpp (the copy vendored in llama-cpp-python's sdist, same version as
+#    the host .venv). One -march per ggml-cpu build, so two builds: libllama + ggml for armv8-a (runs on every
+#    arm64 core: A53, A72), and only ggml-cpu again for armv8.6-a+dotprod+i8mm+sve (the kernels of newer
+#    cores, Q4_0 repacking with i8mm). llama-lib/<arch>/ holds a complete set for LLAMA_CPP_LIB_PATH.
+LLAMA_ARCHES="armv8-a armv8.6-a+dotprod+i8mm+sve"
 if [ -n "${BUILD_LLAMA:-}" ]; then
   LLVER=$(hostver llama_cpp_python)
   if ! command -v aarch64-linux-gnu-g++ >/dev/null; then
@@ -142,18 +145,31 @@ if [ -n "${BUILD_LLAMA:-}" ]; then
     (cd src && $NICE "$HOSTPY" -m pip download "llama-cpp-python==$LLVER" --no-binary :all: --no-deps -d . \
       && $NICE tar xzf "llama_cpp_python-$LLVER.tar.gz")
   fi
-  # GGML_CPU_ARM_ARCH: armv8-a runs everywhere (A53/A72); armv8.2-a+dotprod / armv8.6-a+dotprod+i8mm(+sve)
-  # build the kernels of newer cores (one -march per build; or GGML_BACKEND_DL=ON GGML_CPU_ALL_VARIANTS=ON)
-  $NICE cmake -S "src/llama_cpp_python-$LLVER/vendor/llama.cpp" -B llama-build -G Ninja \
-    -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
-    -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
-    -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
-    -DCMAKE_INSTALL_RPATH='$ORIGIN' -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON \
-    -DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH="${LLAMA_ARM_ARCH:-armv8-a}" -DGGML_OPENMP=OFF -DGGML_LLAMAFILE=OFF \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
-  $NICE ninja -C llama-build -j "${JOBS:-1}" llama
-  # then: LLAMA_CPP_LIB_PATH=$HERE/llama-build/bin ./py-arm64 -c 'import slmkit; slmkit.load("x.gguf", threads=1)'
+  first=""
+  for arch in $LLAMA_ARCHES; do
+    dir="llama-build-$arch"; lib="llama-lib/$arch"
+    [ -f "$lib/libllama.so" ] && { first=${first:-$arch}; continue; }
+    log "cross-compiling llama.cpp for aarch64 ($arch)"
+    $NICE cmake -S "src/llama_cpp_python-$LLVER/vendor/llama.cpp" -B "$dir" -G Ninja \
+      -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+      -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
+      -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+      -DCMAKE_INSTALL_RPATH='$ORIGIN' -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON \
+      -DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH="$arch" -DGGML_OPENMP=OFF -DGGML_LLAMAFILE=OFF \
+      -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF \
+      -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+    if [ -z "$first" ]; then
+      $NICE ninja -C "$dir" -j "${JOBS:-2}" llama
+      first=$arch
+    else  # libllama and ggml-base do not depend on the -march: only ggml-cpu is built again
+      $NICE ninja -C "$dir" -j "${JOBS:-2}" ggml-cpu
+    fi
+    mkdir -p "$lib.tmp"
+    cp -L "llama-lib/$first"/*.so* "$lib.tmp/" 2>/dev/null || true
+    cp -L "$dir"/bin/*.so* "$lib.tmp/"
+    rm -rf "$lib" && mv "$lib.tmp" "$lib"
+  done
+  # then: LLAMA_CPP_LIB_PATH=$HERE/llama-lib/armv8-a ./py-arm64 -c 'import slmkit; slmkit.load("x.gguf", threads=1)'
 fi
 
 # 8. smoke test
