@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/slmkit-demo
 
-.PHONY: demo test clean arm64-check
+.PHONY: demo test test-lower clean arm64-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# The lower-bound job (CI runs it after `test`): the runtime install (core + gguf, onnx, serve extras, no torch)
+# pinned to the lowest versions pyproject.toml declares, running the runtime and server suites against
+# artifacts the main environment quantized. devtools/lower_bounds.py says what and why.
+LOWER := .venv-lower
+test-lower: $(STAMP)
+	rm -rf out/lower && mkdir -p out/lower
+	$(PY) -m devtools.lower_bounds constraints > out/lower/constraints.txt
+	$(PY) -m devtools.lower_bounds artifacts out/lower/artifacts
+	$(PYTHON) -m venv $(LOWER)
+	$(LOWER)/bin/python -m pip install -q --upgrade pip
+	$(LOWER)/bin/python -m pip install -q -c out/lower/constraints.txt -e ".[gguf,onnx,serve]" pytest hypothesis openai
+	$(LOWER)/bin/python -m pip freeze | grep -i -E "^(numpy|click|tokenizers|safetensors|llama.cpp.python|gguf|onnx|onnxruntime|fastapi|uvicorn)==" || true
+	SLMKIT_TEST_ARTIFACTS=out/lower/artifacts $(LOWER)/bin/python -m pytest $$($(PY) -m devtools.lower_bounds tests)
+
 # Not part of CI (about 30 min, needs root for apt): slmkit's runtime on emulated arm64 cores (qemu user mode)
 # against the x86 run of every artifact type; builds its environment in out/arm64 (cached). README: "arm64".
 arm64-check: $(STAMP)
@@ -33,4 +47,4 @@ arm64-check: $(STAMP)
 	$(PY) -m devtools.arm64.check
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) $(LOWER) out

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny GPT-2 folders built offline from configs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,10 @@ def odd_gpt2(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_artifacts(tmp_path_factory) -> Path:
-    """The real demo model as GGUF (f16, q8_0, q4_k_m, q4_0) and ONNX (fp32, int8, int4) files."""
+    """The real demo model as GGUF (f16, q8_0, q4_k_m, q4_0) and ONNX (fp32, int8, int4) files; the lower-bound
+    job (devtools/lower_bounds.py, no torch there) passes them prebuilt in ``SLMKIT_TEST_ARTIFACTS``."""
+    if os.environ.get("SLMKIT_TEST_ARTIFACTS"):
+        return Path(os.environ["SLMKIT_TEST_ARTIFACTS"])
     out = tmp_path_factory.mktemp("demo")
     quantize_ok(None, out, "--quant", "f16,q8_0,q4_k_m,q4_0")
     quantize_ok(None, out, "--format", "onnx", "--quant", "fp32,int8,int4")

@@ -18,6 +18,7 @@ def runtime(request, demo_artifacts):
 
 
 def test_greedy_agrees_with_the_fp16_reference(demo_artifacts):
+    pytest.importorskip("torch")  # the reference; the lower-bound job runs the runtime without it
     prompts = [e.prompt for e in examples("eval", 27)]
     with ReferenceRuntime(threads=2) as ref:
         want = [ref.generate(p, max_new_tokens=24) for p in prompts]
