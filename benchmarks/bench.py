@@ -101,23 +101,55 @@ def select_artifacts(folder: Path, opts: BenchOptions) -> list[tuple[str, dict]]
 
 def resolve(target: str | None, artifacts_dir: Path | None, opts: BenchOptions,
             log: Callable[[str], None]) -> tuple[ModelFolder, Path]:
-    """The reference model folder and the artifact folder (quantized first when needed)."""
+    """The reference model folder and the artifact folder (quantized first when needed).
+
+    An artifact folder (TARGET, or ``--artifacts`` without TARGET) is measured against its manifest's source
+    model (or ``--model``); a model (TARGET, ``--model``, or the demo) is quantized into ``--artifacts`` or
+    ``out/<name>``. A folder is never written into when it holds another model's artifacts or files that
+    are not artifacts; artifacts of a model that changed since (same folder, new weights) are re-quantized.
+    """
     path = Path(target) if target else None
     if path is not None and path.is_dir() and (path / MANIFEST).is_file():
-        recorded = read_manifest(path).get("source", {})
-        source = opts.model or recorded.get("path")
-        if not source or not Path(source).is_dir():
-            raise SlmkitError(f"{path}: its source model {source} is not here; pass the fp16 model with --model")
-        model = open_model_folder(source)
-        if model.sha256() != recorded.get("sha256"):
-            raise SlmkitError(f"{path}: its artifacts were converted from another model than {model.path}")
+        if artifacts_dir is not None and artifacts_dir.resolve() != path.resolve():
+            raise SlmkitError(f"two artifact folders: {path} and --artifacts {artifacts_dir}; give one")
+        folder = path
+    elif path is None and artifacts_dir is not None and (artifacts_dir / MANIFEST).is_file():
+        folder = artifacts_dir
+    else:
+        if path is not None and opts.model and Path(opts.model).resolve() != path.resolve():
+            raise SlmkitError(f"--model names the fp16 reference of an artifact folder, but {target} is a model "
+                              "folder: give one model")
+        model = open_model_folder(target if target is not None else opts.model)
         check_workload_fits(model, opts)
-        return model, path
-    model = open_model_folder(target)
+        folder = artifacts_dir or Path("out") / model.name
+        _check_writable(folder, model)
+        ensure_artifacts(model, folder, opts, log)
+        return model, folder
+    recorded = read_manifest(folder).get("source", {})
+    source = opts.model or recorded.get("path")
+    if not source or not Path(source).is_dir():
+        raise SlmkitError(f"{folder}: its source model {source} is not here; pass the fp16 model with --model")
+    model = open_model_folder(source)
     check_workload_fits(model, opts)
-    folder = artifacts_dir or Path("out") / model.name
-    ensure_artifacts(model, folder, opts, log)
+    if model.sha256() != recorded.get("sha256"):
+        if Path(recorded.get("path") or "").resolve() != model.path.resolve():
+            raise SlmkitError(f"{folder}: its artifacts were converted from another model than {model.path}")
+        log(f"{model.path} changed since {folder}'s artifacts were written: quantizing again")
+        ensure_artifacts(model, folder, opts, log)
     return model, folder
+
+
+def _check_writable(folder: Path, model: ModelFolder) -> None:
+    """Refuse to quantize into a folder that holds another model's artifacts or other files."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    if not (folder / MANIFEST).is_file():
+        raise SlmkitError(f"{folder} is not empty and holds no {MANIFEST}: not an artifact folder, so bench will not "
+                          "write artifacts into it (give an empty or new folder)")
+    recorded = read_manifest(folder).get("source", {}).get("path")
+    if recorded and Path(recorded).resolve() != model.path.resolve():
+        raise SlmkitError(f"{folder} holds artifacts of {recorded}, not of {model.path}: bench them with "
+                          f"'slmkit bench {folder}', or give another --artifacts folder")
 
 
 def workload_of(opts: BenchOptions) -> Workload:
@@ -159,8 +191,10 @@ def build_scenario(model: ModelFolder, opts: BenchOptions, threads: int) -> tupl
         raise SlmkitError("no text is at least two tokens long")
     greedy = list(work.greedy_prompts[:size["greedy"]])
     sample = list(work.sampled[:size["intents"]])
-    # the parent verifies checksums before launching (fail fast); workers' load time is the runtime's own
-    sc = Scenario(device=opts.device, threads=threads, verify=False, text_ids=text_ids, greedy_prompts=greedy,
+    # the parent verifies checksums before launching (fail fast); each worker loads as slmkit.load does by
+    # default (sha256 against the manifest; with --no-verify, ONNX files then go through onnx.checker), so
+    # its load time and peak memory are what an app meets
+    sc = Scenario(device=opts.device, threads=threads, verify=opts.verify, text_ids=text_ids, greedy_prompts=greedy,
                   sample_prompts=[p for p, _ in sample], reps=opts.reps or size["reps"],
                   decode_tokens=size["decode_tokens"])
     settings = {"mode": "quick" if opts.quick else "full", "texts": len(text_ids), "texts_source": work.source,

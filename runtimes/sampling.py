@@ -91,6 +91,8 @@ class Sampling:
             raise SlmkitError(f"no_repeat_ngram must be a whole number between 0 (off) and 16, got {self.no_repeat_ngram}")
 
     def sampler(self, seed: int | None) -> "Sampler":
+        if seed is not None and not (is_whole_number(seed) and seed >= 0):
+            raise SlmkitError(f"seed must be a whole number >= 0 (or None: unseeded), got {seed}")
         return Sampler(self, np.random.default_rng(seed))
 
 

@@ -11,8 +11,23 @@ from slmkit.cli import cli
 from slmkit.synthetic import write_random_gpt2
 
 
+PLAIN_TEXTS = ["The harbor was quiet at dawn, and the boats rocked gently on the grey water.",
+               "She rode a red bicycle to the market to buy bread, cheese and a bunch of tulips."] * 4
+
+
 def quantize_ok(folder: Path | None, out: Path, *args: str) -> str:
-    """Run ``slmkit quantize FOLDER --out OUT ARGS`` through click; assert success; return its output."""
+    """Run ``slmkit quantize FOLDER --out OUT ARGS`` through click; assert success; return its output. A model
+    without the demo's control tokens gets plain English texts for its conversion checks (``--texts``)."""
+    from slmkit.prompts import CONTROL_TOKENS
+    from slmkit.tokenizer import TextTokenizer
+
+    if folder is not None and "--texts" not in args:
+        tok = TextTokenizer.from_folder(folder)
+        if any(tok.token_to_id(t) is None for t in CONTROL_TOKENS):
+            texts = Path(out).parent / f"{Path(out).name}-check-texts.txt"
+            texts.parent.mkdir(parents=True, exist_ok=True)
+            texts.write_text("\n".join(PLAIN_TEXTS) + "\n")
+            args = (*args, "--texts", str(texts))
     r = CliRunner().invoke(cli, ["quantize", *([str(folder)] if folder else []), "--out", str(out), "--threads", "1", *args])
     assert r.exit_code == 0, r.output
     return r.output

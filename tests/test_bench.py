@@ -309,6 +309,32 @@ def test_bench_on_a_model_without_control_tokens_measures_only_its_own_texts_and
     assert "texts.txt" in report["settings"]["texts_source"] and "prompts.txt" in report["settings"]["prompts_source"]
     assert report["settings"]["greedy_prompts"] == 2 and report["settings"]["sampled_intents"] == 2
 
+    # --artifacts without a model names the user's artifact folder: measured against its own source, never
+    # overwritten with the demo's artifacts (it was: the demo was quantized into it, its manifest rewritten)
+    from slmkit.benchmarks.bench import BenchOptions, resolve
+    from slmkit.cli import bench_workload
+    from slmkit.model_folder import DEMO_MODEL
+
+    art = tmp_path / "art"
+    before = {f.name: sha256_file(f) for f in art.iterdir() if f.is_file()}
+    opts = BenchOptions(formats=("gguf",), quants=("q8_0",), quick=True, threads=1,
+                        workload=bench_workload(str(texts), True, str(prompts), None))
+    model, folder = resolve(None, art, opts, log=print)
+    assert model.path.resolve() == odd_gpt2.resolve() and folder == art
+    r = run("bench", *QUICK, "--artifacts", str(art), "--out", str(tmp_path / "r1"))  # the demo's prompts: refused
+    assert r.exit_code == 1 and "has no demo control tokens" in r.output
+    r = run("bench", str(DEMO_MODEL), *QUICK, "--artifacts", str(art), "--out", str(tmp_path / "r2"))
+    assert r.exit_code == 1 and f"holds artifacts of {odd_gpt2}" in r.output
+    r = run("bench", str(odd_gpt2), "--model", str(DEMO_MODEL), *QUICK, "--texts", str(texts), "--prompts", str(prompts))
+    assert r.exit_code == 1 and "give one model" in r.output
+    other = tmp_path / "documents"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    r = run("bench", *QUICK, "--artifacts", str(other), "--out", str(tmp_path / "r3"))
+    assert r.exit_code == 1 and "not an artifact folder" in r.output
+    assert sorted(f.name for f in other.iterdir()) == ["notes.txt"]
+    assert {f.name: sha256_file(f) for f in art.iterdir() if f.is_file()} == before
+
 
 @pytest.mark.parametrize("module", ["overhead", "decode", "leaks"])
 def test_benchmark_scripts_give_one_line_errors(module, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from slmkit.cli import cli
+from slmkit.errors import SlmkitError
 
 
 def test_help_lists_commands():
@@ -98,10 +99,41 @@ def test_generate_streams_several_candidates_and_checks_its_arguments(tiny_demo,
     assert r.exit_code == s.exit_code == 0 and r.output == s.output and len(r.output.splitlines()) == 3
     for bad, message in ((["--temperature", "1e-310"], "temperature must be 0"), (["--top-p", "0"], "top_p"),
                          (["--temperature", "-1"], "temperature"), (["--min-p", "1.5"], "min_p"),
-                         (["--stream", "--json"], "--stream and --json"), (["-n", "0"], "-n")):
+                         (["--stream", "--json"], "--stream and --json"), (["-n", "0"], "-n"),
+                         (["--seed", "-1"], "--seed"), (["--threads", "0"], "--threads"),
+                         (["--threads", "-2"], "--threads"), (["--top-k", "-1"], "--top-k")):
         r = run_generate(*args, *bad)
         assert r.exit_code != 0 and message in r.output, (bad, r.output)
         assert "Traceback" not in r.output
+    # --top-k and --threads reach the sampler and the runtime: top-k 1 is greedy at any temperature
+    greedy = run_generate(*args[:-2], "--temperature", "0", "--max-new-tokens", "6", "--threads", "1")
+    top1 = run_generate(*args, "--top-k", "1", "--seed", "3")
+    assert greedy.exit_code == top1.exit_code == 0 and greedy.output == top1.output
+    # --truncate keeps a too-long prompt's last tokens instead of refusing it
+    long = [str(tiny_demo), "cabin " * 300, "--max-new-tokens", "4", "--raw"]
+    r = run_generate(*long)
+    assert r.exit_code == 1 and "exceeds the context" in r.output and "Traceback" not in r.output
+    assert run_generate(*long, "--truncate").exit_code == 0
+
+
+def test_quantize_refuses_the_demo_texts_for_a_model_without_its_control_tokens(odd_gpt2, tmp_path):
+    """The conversion checks would compare logits on the demo's control-token texts: refused before any
+    work, as bench refuses them; with --texts the same command is accepted (checked in test_own_model)."""
+    r = CliRunner().invoke(cli, ["quantize", str(odd_gpt2), "--out", str(tmp_path / "a"), "--quant", "q8_0"])
+    assert r.exit_code == 1 and "has no demo control tokens" in r.output and "--texts FILE" in r.output
+    assert not (tmp_path / "a").exists() and "Traceback" not in r.output
+
+
+def test_the_runtime_refuses_a_negative_seed_or_thread_count(tiny_demo):
+    import slmkit
+
+    with pytest.raises(SlmkitError, match="threads must be"):
+        slmkit.load(tiny_demo, threads=-1)
+    with slmkit.load(tiny_demo, threads=1) as rt:
+        with pytest.raises(SlmkitError, match="seed must be"):
+            rt.generate("a", max_new_tokens=2, temperature=1.0, seed=-1)
+        with pytest.raises(SlmkitError, match="seed must be"):
+            rt.generate("a", n=2, max_new_tokens=2, temperature=1.0, seed=-5)
 
 
 def test_an_intent_that_names_a_folder_is_still_an_intent(tiny_demo, tmp_path, monkeypatch):

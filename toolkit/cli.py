@@ -4,13 +4,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from slmkit.version import __version__
 from slmkit.errors import SlmkitError
 from slmkit.prompts import DECODING
+
+if TYPE_CHECKING:
+    from slmkit.model_folder import ModelFolder
 
 MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
 
@@ -74,7 +77,7 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
               help="onnx int4: 4 = int8 activations (fastest on CPU), 0 = fp32 activations.")
 @click.option("--head-bits", type=click.Choice(["8", "4"]), default="8", show_default=True,
               help="onnx int4: bits of the output head (an int4 head is known to cause repetition).")
-@click.option("--threads", type=int, default=0, help="Threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(0), default=0, help="Threads (default 0: all cores).")
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
               help="Text file (one text per line) the checks compare logits on (default: the demo's held-out texts).")
 @click.pass_context
@@ -108,8 +111,8 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     int4 = Int4Options(block_size, accuracy_level, int(head_bits), embedding["onnx"] or "int8")
     if "onnx" in fmts:
         int4.check()
-    texts = check_texts(texts_file)
     folder = open_model_folder(model)
+    texts = check_texts(texts_file, folder)
     dest = Path(out) if out else Path("out") / folder.name
     for fmt in fmts:
         if fmt == "gguf":
@@ -123,12 +126,19 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
-def check_texts(texts_file: str | None) -> list[str]:
-    """The texts quantize-time checks compare logits on: a user's file, or the demo's held-out texts."""
+def check_texts(texts_file: str | None, model: "ModelFolder") -> list[str]:
+    """The texts quantize-time checks compare logits on: a user's file, or the demo's held-out texts (refused
+    for a model without the demo's control tokens, as bench refuses them)."""
+    from slmkit.prompts import CONTROL_TOKENS
+    from slmkit.tokenizer import TextTokenizer
     from slmkit.workload import CHECK_TEXTS, read_lines
 
     if texts_file:
         return read_lines(texts_file)[:CHECK_TEXTS]
+    tok = TextTokenizer.from_folder(model.path)
+    if any(tok.token_to_id(t) is None for t in CONTROL_TOKENS):
+        raise SlmkitError(f"{model.name} has no demo control tokens, so the demo's held-out texts do not fit it: "
+                          "pass --texts FILE (one text per line) for the conversion checks")
     from slmkit.demo.dataset import workload
 
     return list(workload(CHECK_TEXTS).texts)
@@ -153,7 +163,9 @@ def check_texts(texts_file: str | None) -> list[str]:
               help="Subtracted from the logit of every token already generated (OpenAI's definition; -2 to 2).")
 @click.option("--frequency-penalty", type=float, default=0.0, show_default=True,
               help="Subtracted once per earlier occurrence of a generated token (-2 to 2).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Random seed (candidate i uses seed + i).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads (default: the profile's).")
 @click.option("--no-repeat-ngram", type=click.IntRange(0, 16), default=DECODING["no_repeat_ngram"], show_default=True,
               help="Never repeat an N-gram of the generated tokens (0 = off); the same rule on every backend.")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
@@ -167,7 +179,7 @@ def check_texts(texts_file: str | None) -> list[str]:
               help="Skip the sha256 check against the manifest (an ONNX file then goes through onnx.checker).")
 def generate(args: tuple[str, ...], task: str, length: str, relevance: str, device: str, n: int,
              temperature: float, top_p: float, min_p: float, top_k: int, presence_penalty: float,
-             frequency_penalty: float, seed: int, no_repeat_ngram: int,
+             frequency_penalty: float, seed: int, threads: int | None, no_repeat_ngram: int,
              max_new_tokens: int, stop: tuple[str, ...], raw: bool, truncate: bool,
              do_stream: bool, as_json: bool, no_verify: bool) -> None:
     """Generate prompts for an intent with a model or artifact (the demo model when omitted); with --raw,
@@ -189,7 +201,7 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
             "top_k": top_k, "presence_penalty": presence_penalty, "frequency_penalty": frequency_penalty, "seed": seed,
             "no_repeat_ngram": no_repeat_ngram, "stop": list(stop), "truncate": truncate}
     Sampling(**{k: v for k, v in opts.items() if k in Sampling.__dataclass_fields__})  # bad values: one line
-    with load(target, device=device, verify=not no_verify) as rt:
+    with load(target, device=device, threads=threads, verify=not no_verify) as rt:
         if rt.info.get("note"):
             click.echo(f"note: {rt.info['note']}", err=True)
         if raw:
@@ -255,7 +267,8 @@ def bench_workload(texts_file: str | None, quick: bool, prompts_file: str | None
 @cli.command()
 @click.argument("target", required=False, metavar="[MODEL_OR_ARTIFACT_DIR]")
 @click.option("--device", default="cpu", show_default=True, help="Device profile (cpu, mobile, or a user profile).")
-@click.option("--formats", default="gguf,onnx", show_default=True, help="Artifact formats to benchmark.")
+@click.option("--format", "--formats", "formats", multiple=True, default=("gguf,onnx",), show_default=True,
+              help="Artifact format(s) to benchmark: 'gguf,onnx' or the option twice, as quantize (--formats: the old spelling).")
 @click.option("--quant", default=None, help="Comma-separated types of either format (e.g. q4_k_m,int4) or 'all'; default: "
               "each format's default types when quantizing, every artifact of an artifact folder.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -272,14 +285,14 @@ def bench_workload(texts_file: str | None, quick: bool, prompts_file: str | None
               help="Wrap each --prompts line: a text with {intent}, e.g. '<|task:t2i|>{intent}<|out|>'.")
 @click.option("--scorer", default="minilm", show_default=True,
               help="Sentence embeddings for relevance/diversity: minilm, none, or module:Class.")
-@click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads (default: the profile's).")
 @click.option("--reps", type=click.IntRange(1, 100), default=None,
               help="Timing repetitions after the warm-up (default 3, --quick 1).")
 @click.option("--no-verify", is_flag=True,
               help="Skip the sha256 check of artifacts against the manifest (ONNX files then go through "
-                   "onnx.checker, whose passing memory shows in peak RSS).")
+                   "onnx.checker when loaded, whose time and passing memory show in load time and peak RSS).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-def bench(target: str | None, device: str, formats: str, quant: str | None, out: str | None, artifacts: str | None,
+def bench(target: str | None, device: str, formats: tuple[str, ...], quant: str | None, out: str | None, artifacts: str | None,
           model: str | None, quick: bool, texts_file: str | None, prompts_file: str | None, template: str | None,
           scorer: str, threads: int | None, reps: int | None, no_verify: bool, no_plots: bool) -> None:
     """Memory, latency and quality drift of every artifact against the fp16 reference, in one table."""
@@ -287,7 +300,7 @@ def bench(target: str | None, device: str, formats: str, quant: str | None, out:
     from slmkit.benchmarks.report import markdown, write_report
     from slmkit.converters.formats import parse_formats
 
-    fmts = tuple(parse_formats([formats]))
+    fmts = tuple(parse_formats(formats))
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
                         workload=bench_workload(texts_file, quick, prompts_file, template), scorer=scorer, threads=threads,
                         reps=reps, verify=not no_verify, model=model)
@@ -376,7 +389,7 @@ def check(report: str, baseline: str | None, config_file: str | None, as_json: b
               help="Requests that may wait for a slot; beyond it the server answers 503 with Retry-After.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="Seconds a request may take, queue included (504 past it).")
-@click.option("--threads", type=int, default=None, help="Threads (default: the profile's).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads (default: the profile's).")
 @click.option("--no-verify", is_flag=True, help="Skip the artifact's checksum against its manifest.")
 def serve(target: str | None, device: str, host: str, port: int, api_key: str | None, insecure_no_key: bool,
           parallel: int, max_queue: int, timeout: float, threads: int | None, no_verify: bool) -> None:

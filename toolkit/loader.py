@@ -40,7 +40,10 @@ def load(path: str | Path | None = None, device: str = "cpu", threads: int | Non
          n_ctx: int | None = None, verify: bool = True, profiles_file: str | Path | None = None):
     """Open a model or artifact as a Runtime under the ``device`` profile (``cpu``, ``mobile``, ...)."""
     from slmkit.runtimes import open_runtime
+    from slmkit.runtimes.sampling import is_whole_number
 
+    if threads is not None and not (is_whole_number(threads) and threads >= 0):
+        raise SlmkitError(f"threads must be a whole number >= 1 (0 or None: the profile's), got {threads!r}")
     profile = get_profile(device, profiles_file)
     target = Path(path) if path is not None else None
     fallback = None
