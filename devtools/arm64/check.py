@@ -124,6 +124,11 @@ def probe(where: str, spec: dict, name: str, out: Path) -> dict:
     job = {"artifacts": [{"name": a.name, "path": str(a)} for a in spec["artifacts"]], "texts": spec["texts"],
            "prompts": spec["prompts"], "strings": STRINGS, "hostile": spec["hostile"]}
     res.mkdir(parents=True, exist_ok=True)
+    key = _probe_key(where, job)
+    if (res / "key.txt").is_file() and (res / "key.txt").read_text() == key and (res / "probe.json").is_file():
+        print(f"  {where:12s} {name}: unchanged since the last run (artifacts, probe, llama.cpp build): reused")
+        return json.loads((res / "probe.json").read_text())
+    (res / "key.txt").unlink(missing_ok=True)
     (res / "job.json").write_text(json.dumps(job, indent=1))
     t0 = time.time()
     if where == "x86":
@@ -132,7 +137,22 @@ def probe(where: str, spec: dict, name: str, out: Path) -> dict:
         env = {"QEMU_CPU": where, "LLAMA_CPP_LIB_PATH": str(STATE / "llama-lib" / LLAMA_ARCH[where])}
         run([str(STATE / "py-arm64"), str(PROBE), str(res / "job.json"), str(res)], env=env, log=res / "log.txt")
     print(f"  {where:12s} {name}: {len(job['artifacts'])} artifacts, {time.time() - t0:.0f} s wall", flush=True)
+    (res / "key.txt").write_text(key)
     return json.loads((res / "probe.json").read_text())
+
+
+def _probe_key(where: str, job: dict) -> str:
+    """What a probe's result depends on: the job, every file it loads, probe.py and the llama.cpp build."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(job, sort_keys=True).encode() + PROBE.read_bytes() + where.encode())
+    files = [Path(a["path"]) for a in job["artifacts"] + job["hostile"]]
+    if where != "x86":
+        files += sorted((STATE / "llama-lib" / LLAMA_ARCH[where]).glob("*.so"))
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
 
 
 def reference_logits(spec: dict) -> tuple[np.ndarray, np.ndarray]:
