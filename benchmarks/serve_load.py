@@ -3,12 +3,17 @@
     python -m slmkit.benchmarks.serve_load ARTIFACT [--clients 1,2,4,8] [--requests 6] [--max-tokens 64]
         [--prompt-tokens 32] [--threads 2] [--parallel 8] [--time-limit 600] [--json FILE]
     python -m slmkit.benchmarks.serve_load ARTIFACT --soak 600 [--clients 8]     # the soak run
+    python -m slmkit.benchmarks.serve_load ARTIFACT --peer PATH/llama-batched-bench  # and the peer, same run
 
 Each client count gets a fresh server (a child process on a free loopback port; nothing else is reached)
 and one warm-up request; then every client sends ``--requests`` streaming completions one after another
 (``ignore_eos``: each runs to ``--max-tokens``, as llama.cpp's ``llama-batched-bench`` does). Measured per
 request: time to first token, time per output token after it, total latency. Bounded: a fixed count of
 requests, and the run stops at ``--time-limit`` seconds.
+
+``--peer BINARY``: stock llama.cpp's ``llama-batched-bench`` on the same GGUF file, threads, prompt and output
+lengths and sequence counts, run right after the server's levels (same machine state); its generation
+tokens/s (``S_TG``) per sequence count is reported beside the server's aggregate.
 
 ``--soak SECONDS``: one server, ``--clients`` clients sending mixed traffic for that long (plain and
 streaming completions, n up to 4, /v1/prompts, streams abandoned after the first event, bad requests);
@@ -147,6 +152,19 @@ def run_level(artifact: Path, clients: int, args: argparse.Namespace, deadline: 
             "errors": errors[:3]}
 
 
+def run_peer(binary: Path, artifact: Path, args: argparse.Namespace, clients: list[int]) -> list[dict]:
+    """llama-batched-bench's generation throughput at each sequence count (the same file and settings)."""
+    ctx = max(clients) * (args.prompt_tokens + args.max_tokens) + 64
+    cmd = [str(binary), "-m", str(artifact), "-t", str(args.threads), "-tb", str(args.threads), "-c", str(ctx),
+           "-npp", str(args.prompt_tokens), "-ntg", str(args.max_tokens), "-npl", ",".join(map(str, clients)),
+           "-fa", "on", "--output-format", "jsonl"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.time_limit)
+    if r.returncode:
+        raise SlmkitError(f"{binary} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    return [{"sequences": row["pl"], "tg_tok_s": row["speed_tg"], "pp_tok_s": row["speed_pp"]} for row in rows]
+
+
 def process_sample(pid: int) -> dict:
     """RSS (MiB), open file descriptors and threads of a process, from /proc (Linux) or psutil."""
     proc = Path(f"/proc/{pid}")
@@ -248,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parallel", type=int, default=8, help="the server's slots")
     ap.add_argument("--time-limit", type=float, default=600)
     ap.add_argument("--soak", type=float, default=None, help="seconds of mixed traffic at --clients (one level)")
+    ap.add_argument("--peer", type=Path, help="llama-batched-bench binary: run the peer in the same run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not args.artifact.exists():
@@ -274,6 +293,12 @@ def main(argv: list[str] | None = None) -> None:
     report = {"artifact": str(args.artifact), "threads": args.threads, "parallel": args.parallel,
               "max_tokens": args.max_tokens, "prompt_tokens": args.prompt_tokens, "cpu_count": os.cpu_count(),
               "levels": levels}
+    if args.peer:
+        report["peer"] = run_peer(args.peer, args.artifact, args, [lv["clients"] for lv in levels])
+        for row, lv in zip(report["peer"], levels):
+            print(f"peer llama-batched-bench, {row['sequences']} sequences: {row['tg_tok_s']:.1f} tok/s "
+                  f"({row['tg_tok_s'] / report['peer'][0]['tg_tok_s']:.2f}x); slmkit serve / peer: "
+                  f"{lv['tok_s'] / row['tg_tok_s']:.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -357,3 +357,24 @@ def test_the_load_benchmark_runs_and_reports_each_level(tiny_gguf, tmp_path):
     for lv in report["levels"]:
         assert lv["failed"] == 0 and lv["requests"] == 2 * lv["clients"] and lv["tokens"] == 8 * lv["requests"]
         assert lv["tok_s"] > 0 and lv["latency_p95_s"] >= lv["latency_p50_s"] > 0
+
+
+def test_the_peer_runs_with_the_servers_settings_and_is_parsed(tmp_path):
+    """--peer runs llama-batched-bench with the same file, threads and lengths; its JSONL rows are read."""
+    import argparse
+
+    from slmkit.benchmarks.serve_load import run_peer
+
+    fake = tmp_path / "llama-batched-bench"
+    fake.write_text("#!/bin/sh\necho \"$@\" > " + str(tmp_path / "argv") + "\n"
+                    "echo 'main: n_kv_max = 800'\n"
+                    "echo '{\"pp\": 32, \"tg\": 64, \"pl\": 1, \"speed_pp\": 900.5, \"speed_tg\": 280.25}'\n"
+                    "echo '{\"pp\": 32, \"tg\": 64, \"pl\": 8, \"speed_pp\": 950.0, \"speed_tg\": 440.0}'\n")
+    fake.chmod(0o755)
+    args = argparse.Namespace(threads=2, prompt_tokens=32, max_tokens=64, time_limit=60)
+    rows = run_peer(fake, Path("m.gguf"), args, [1, 8])
+    assert rows == [{"sequences": 1, "tg_tok_s": 280.25, "pp_tok_s": 900.5},
+                    {"sequences": 8, "tg_tok_s": 440.0, "pp_tok_s": 950.0}]
+    argv = (tmp_path / "argv").read_text().split()
+    for flag, value in (("-m", "m.gguf"), ("-t", "2"), ("-npp", "32"), ("-ntg", "64"), ("-npl", "1,8")):
+        assert argv[argv.index(flag) + 1] == value

@@ -16,7 +16,7 @@ import argparse
 import json
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,32 @@ def repeats_a_piece(output: str) -> bool:
 def carries_intent_word(intent: str, output: str) -> bool:
     """Whether the output holds a content word of the intent (as a whole word)."""
     return bool(set(content_words(intent)) & set(content_words(output)))
+
+
+def descriptor_pairs(outputs: list[str]) -> list[tuple[str, str]]:
+    """The "adjective noun" pieces of outputs whose adjective is a descriptor adjective ("misty harbor")."""
+    adjs = set(DESCRIPTOR_ADJECTIVES)
+    return [(w[0], w[1]) for o in outputs for p in pieces(o) if len(w := p.split()) == 2 and w[0] in adjs]
+
+
+def descriptor_coherence(scorer, outputs: list[str]) -> dict:
+    """How the outputs' "adjective noun" descriptors read: the share whose adjective fits the noun's kind
+    (``ADJECTIVE_FITS``; the kind judged by MiniLM against ``NOUN_KINDS``, as the training data pairs them:
+    "paper toothpaste" and "juicy prey" do not fit), and the most used adjective's share of them."""
+    from slmkit.demo.words import ADJECTIVE_FITS, NOUN_KINDS
+
+    pairs = descriptor_pairs(outputs)
+    if not pairs:
+        return {"pairs": 0, "fit_rate": float("nan"), "top_adjective": None, "top_adjective_share": float("nan")}
+    nouns = sorted({n for _, n in pairs})
+    emb = scorer.embed(nouns)
+    kinds = list(NOUN_KINDS)
+    score = np.stack([np.sort(emb @ scorer.embed(list(NOUN_KINDS[k])).T, axis=1)[:, -3:].mean(axis=1) for k in kinds], 1)
+    kind = {n: kinds[int(i)] for n, i in zip(nouns, score.argmax(axis=1))}
+    fits = {a: set(ks) for adjs, ks in ADJECTIVE_FITS.values() for a in adjs}
+    top, count = Counter(a for a, _ in pairs).most_common(1)[0]
+    return {"pairs": len(pairs), "fit_rate": _mean([kind[n] in fits.get(a, ()) for a, n in pairs]),
+            "top_adjective": top, "top_adjective_share": count / len(pairs)}
 
 
 def relevance_scores(scorer, intents: list[str], outputs: list[str]) -> list[float]:
@@ -112,6 +138,7 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, decoding: dict 
         "carries_intent_word_high": _mean([carries_intent_word(e.intent, o) for e, o in high]),
         "distinct_outputs": len(set(outputs)) / len(outputs),
         "repeated_piece_rate": _mean([repeats_a_piece(o) for o in outputs]),
+        "descriptors": descriptor_coherence(scorer, outputs),
         "decoding": decoding | {"seed": seed, "candidates": candidates},
         "seconds": round(time.time() - t0, 1),
         "samples": [{"prompt": e.prompt, "output": o} for e, o in pairs[:36 * candidates:4 * candidates]],
@@ -140,7 +167,13 @@ def markdown(cols: dict[str, dict]) -> str:
     rows += [row(f"follows the {t} format", pct, lambda c, t=t: c["format_rate"][t]) for t in TASKS]
     rows += [row(f"in the requested {b} length bucket", pct, lambda c, b=b: c["length_rate"][b]) for b in LENGTHS]
     rows += [row("distinct outputs", pct, lambda c: c["distinct_outputs"]),
-             row("repeats a piece (generator: 0%)", pct, lambda c: c["repeated_piece_rate"])]
+             row("repeats a piece (generator: 0%)", pct, lambda c: c["repeated_piece_rate"]),
+             row("adjective-noun descriptors whose adjective fits the noun's kind", lambda x: x,
+                 lambda c: f"{pct(c['descriptors']['fit_rate'])} of {c['descriptors']['pairs']}"
+                 if "descriptors" in c else "-"),
+             row("most used descriptor adjective (share)", lambda x: x,
+                 lambda c: f"{c['descriptors']['top_adjective']} ({pct(c['descriptors']['top_adjective_share'])})"
+                 if "descriptors" in c else "-")]
     return "\n".join(rows)
 
 
