@@ -115,9 +115,11 @@ def _hostile_copies(folder: Path, arts: list[Path]) -> list[dict]:
             d = folder / kind
             d.mkdir(exist_ok=True)
             for extra in art.parent.iterdir():  # tokenizer files beside it, not other artifacts or the manifest
-                if extra.is_file() and extra.suffix not in (".gguf", ".onnx", ".data") and extra.name != "manifest.json":
+                if extra.is_file() and extra.suffix not in (".gguf", ".onnx", ".data") and extra.name != "manifest.json" \
+                        and not (d / extra.name).is_file():
                     shutil.copy(extra, d / extra.name)
-            (d / art.name).write_bytes(bad)
+            if not (d / art.name).is_file() or (d / art.name).read_bytes() != bad:  # unchanged: the probe cache holds
+                (d / art.name).write_bytes(bad)
             out.append({"name": f"{art.name} ({kind})", "path": str(d / art.name)})
     return out
 
