@@ -166,12 +166,11 @@ def check_texts(opts: BenchOptions) -> list[str]:
 def check_workload_fits(model: ModelFolder, opts: BenchOptions) -> None:
     """The demo's held-out texts and prompts are written in its control tokens: refuse them (before any
     work) for a model whose tokenizer lacks those tokens."""
-    from slmkit.prompts import CONTROL_TOKENS
+    from slmkit.prompts import has_control_tokens
     from slmkit.tokenizer import TextTokenizer
 
     parts = [p for p in ("texts", "prompts") if p in workload_of(opts).demo]
-    tok = TextTokenizer.from_folder(model.path)
-    if parts and any(tok.token_to_id(t) is None for t in CONTROL_TOKENS):
+    if parts and not has_control_tokens(TextTokenizer.from_folder(model.path)):
         flags = " and ".join(f"--{p} FILE" for p in parts)
         raise SlmkitError(f"{model.name} has no demo control tokens, so the demo's held-out {' and '.join(parts)} "
                           f"do not fit it: pass {flags} (one per line) to measure on your own")

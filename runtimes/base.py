@@ -32,8 +32,12 @@ class TokenLogprob:
 
     @classmethod
     def of(cls, tokenizer: TextTokenizer, logits: np.ndarray, tok: int, top: int) -> "TokenLogprob":
-        lp = log_softmax(logits[None].astype(np.float32))[0]
-        best = np.argsort(-lp, kind="stable")[:top] if top > 0 else []
+        lp = log_softmax(logits)
+        best: np.ndarray = np.empty(0, dtype=np.int64)
+        if top > 0:  # the top tokens, most likely first, ties by id: without sorting the whole vocabulary
+            top = min(top, len(lp))
+            cand = np.flatnonzero(lp >= np.partition(lp, -top)[-top])
+            best = cand[np.argsort(-lp[cand], kind="stable")][:top]
         return cls(tokenizer.decode([tok]), float(lp[tok]), tuple((tokenizer.decode([int(i)]), float(lp[i])) for i in best))
 
 

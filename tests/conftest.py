@@ -18,12 +18,11 @@ PLAIN_TEXTS = ["The harbor was quiet at dawn, and the boats rocked gently on the
 def quantize_ok(folder: Path | None, out: Path, *args: str) -> str:
     """Run ``slmkit quantize FOLDER --out OUT ARGS`` through click; assert success; return its output. A model
     without the demo's control tokens gets plain English texts for its conversion checks (``--texts``)."""
-    from slmkit.prompts import CONTROL_TOKENS
+    from slmkit.prompts import has_control_tokens
     from slmkit.tokenizer import TextTokenizer
 
     if folder is not None and "--texts" not in args:
-        tok = TextTokenizer.from_folder(folder)
-        if any(tok.token_to_id(t) is None for t in CONTROL_TOKENS):
+        if not has_control_tokens(TextTokenizer.from_folder(folder)):
             texts = Path(out).parent / f"{Path(out).name}-check-texts.txt"
             texts.parent.mkdir(parents=True, exist_ok=True)
             texts.write_text("\n".join(PLAIN_TEXTS) + "\n")

@@ -129,14 +129,13 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
 def check_texts(texts_file: str | None, model: "ModelFolder") -> list[str]:
     """The texts quantize-time checks compare logits on: a user's file, or the demo's held-out texts (refused
     for a model without the demo's control tokens, as bench refuses them)."""
-    from slmkit.prompts import CONTROL_TOKENS
+    from slmkit.prompts import has_control_tokens
     from slmkit.tokenizer import TextTokenizer
     from slmkit.workload import CHECK_TEXTS, read_lines
 
     if texts_file:
         return read_lines(texts_file)[:CHECK_TEXTS]
-    tok = TextTokenizer.from_folder(model.path)
-    if any(tok.token_to_id(t) is None for t in CONTROL_TOKENS):
+    if not has_control_tokens(TextTokenizer.from_folder(model.path)):
         raise SlmkitError(f"{model.name} has no demo control tokens, so the demo's held-out texts do not fit it: "
                           "pass --texts FILE (one text per line) for the conversion checks")
     from slmkit.demo.dataset import workload

@@ -54,6 +54,12 @@ CONTROL_TOKENS: list[str] = (
 )
 
 
+def has_control_tokens(tokenizer) -> bool:
+    """Whether a tokenizer (anything with ``token_to_id``) holds every control token of this prompt format:
+    the demo's texts and prompts fit only a model that does."""
+    return all(tokenizer.token_to_id(t) is not None for t in CONTROL_TOKENS)
+
+
 def _check(kind: str, value: str, valid: dict) -> None:
     if value not in valid:
         raise SlmkitError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")

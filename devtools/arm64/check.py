@@ -170,16 +170,15 @@ def reference_logits(spec: dict) -> tuple[np.ndarray, np.ndarray]:
         return np.concatenate([rt.score(i) for i in ids]), np.concatenate([np.asarray(i) for i in ids])
 
 
-def drift(a: np.ndarray, b: np.ndarray, lengths: np.ndarray) -> dict:
-    """KL(a || b) and same top-1 over the positions that predict a next token, and max |Δlogit|."""
-    from slmkit.metrics import log_softmax
+def drift(a: np.ndarray, b: np.ndarray, ids: np.ndarray, lengths: np.ndarray) -> dict:
+    """KL(a || b) and same top-1 over the positions that predict a next token (slmkit's drift metrics, per
+    text of the concatenation), and max |dlogit| over all."""
+    from slmkit.metrics import summarize_drift, token_drift
 
-    keep = np.ones(len(a), bool)
-    keep[np.cumsum(lengths) - 1] = False  # each text's last row predicts nothing in the text
-    la, lb = log_softmax(a[keep]), log_softmax(b[keep])
-    kl = np.maximum((np.exp(la) * (la - lb)).sum(-1), 0)
-    return {"mean_kl": float(kl.mean()), "same_top1": float((la.argmax(-1) == lb.argmax(-1)).mean()),
-            "max_abs_dlogit": float(np.abs(a - b).max())}
+    cut = np.cumsum(lengths)[:-1]
+    per_text = [token_drift(x, y, list(i)) for x, y, i in zip(np.split(a, cut), np.split(b, cut), np.split(ids, cut))]
+    s = summarize_drift(per_text)
+    return {"mean_kl": s["mean_kl"], "same_top1": s["same_top1"], "max_abs_dlogit": float(np.abs(a - b).max())}
 
 
 def compare(name: str, cpu: str, host: dict, emu: dict, out: Path, ref: tuple[np.ndarray, np.ndarray] | None,
@@ -198,7 +197,7 @@ def compare(name: str, cpu: str, host: dict, emu: dict, out: Path, ref: tuple[np
             continue
         hz = np.load(out / "results" / "x86" / name / f"{h['name']}.npz")
         ez = np.load(out / "results" / cpu / name / f"{h['name']}.npz")
-        vs = drift(hz["logits"], ez["logits"], hz["lengths"])
+        vs = drift(hz["logits"], ez["logits"], hz["ids"], hz["lengths"])
         row.update(kernels=e["kernels"], vs_x86=vs,
                    tokens_same=e["tokens"] == h["tokens"] and e.get("llama_tokens") == h.get("llama_tokens"),
                    greedy_same=e["greedy"] == h["greedy"], sampled_same=e["sampled"] == h["sampled"],
@@ -215,7 +214,7 @@ def compare(name: str, cpu: str, host: dict, emu: dict, out: Path, ref: tuple[np
         elif row["logits_agree"] and spec_trained and not (row["sampled_same"] and row["n4_same"]):
             row["failures"].append("seeded samples differ from x86 although the logits agree")
         if ref is not None and len(ref[0]) == len(hz["logits"]) and (ref[1] == hz["ids"]).all():
-            rx, ra = drift(ref[0], hz["logits"], hz["lengths"]), drift(ref[0], ez["logits"], hz["lengths"])
+            rx, ra = (drift(ref[0], x, hz["ids"], hz["lengths"]) for x in (hz["logits"], ez["logits"]))
             row["vs_reference"] = {"x86_kl": rx["mean_kl"], "arm64_kl": ra["mean_kl"],
                                    "x86_top1": rx["same_top1"], "arm64_top1": ra["same_top1"]}
             if ra["mean_kl"] > rx["mean_kl"] + max(REF_KL_SLACK[0] * rx["mean_kl"], REF_KL_SLACK[1]):

@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from slmkit.demo.intents import article
-from slmkit.demo.words import (ABSTRACT, ADJECTIVE_FITS, ARTIFACTS, CONCRETE, DATA, DESCRIPTOR_ADJECTIVES, NOUN_KINDS,
+from slmkit.demo.words import (ABSTRACT, ADJECTIVE_KINDS, ARTIFACTS, CONCRETE, DATA, DESCRIPTOR_ADJECTIVES, NOUN_KINDS,
                                QUALITIES, SEARCH_SUFFIXES, STOPWORDS, STYLES, TAG_EXTRAS, UNPLEASANT, content_words,
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
@@ -291,9 +291,16 @@ NEAREST_FITTING = 8      # a noun's adjective is drawn from this many of the nea
 ADJECTIVE_CAP = 1.5      # no adjective pairs with more than this many times the mean number of nouns
 
 
-def _top3(embed: Embedder, emb: np.ndarray, anchors: tuple[str, ...]) -> np.ndarray:
+def _top3(embed: Callable[[list[str]], np.ndarray], emb: np.ndarray, anchors: tuple[str, ...]) -> np.ndarray:
     """Per row: the mean of its 3 best cosines to the anchor words."""
     return np.sort(emb @ embed(list(anchors)).T, axis=1)[:, -3:].mean(axis=1)
+
+
+def noun_kinds(embed: Callable[[list[str]], np.ndarray], emb: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each embedded noun's kind (``NOUN_KINDS``: its best anchor score) and that score."""
+    kinds = list(NOUN_KINDS)
+    score = np.stack([_top3(embed, emb, NOUN_KINDS[k]) for k in kinds], axis=1)
+    return [kinds[int(i)] for i in score.argmax(axis=1)], score.max(axis=1)
 
 
 def descriptor_nouns(embed: Embedder, nouns: list[str], emb: np.ndarray) -> dict[str, str]:
@@ -302,10 +309,9 @@ def descriptor_nouns(embed: Embedder, nouns: list[str], emb: np.ndarray) -> dict
     concrete = _top3(embed, emb, CONCRETE) - _top3(embed, emb, ABSTRACT)
     cut = np.quantile(concrete, 1 - CONCRETE_SHARE)
     unpleasant = (emb @ embed(list(UNPLEASANT)).T).max(axis=1)
-    kinds = list(NOUN_KINDS)
-    score = np.stack([_top3(embed, emb, NOUN_KINDS[k]) for k in kinds], axis=1)
-    return {n: kinds[int(s.argmax())] for n, c, u, s in zip(nouns, concrete, unpleasant, score)
-            if c >= cut and u < UNPLEASANT_MAX and s.max() >= KIND_MIN}
+    kind, score = noun_kinds(embed, emb)
+    return {n: k for n, c, u, k, s in zip(nouns, concrete, unpleasant, kind, score)
+            if c >= cut and u < UNPLEASANT_MAX and s >= KIND_MIN}
 
 
 def pair_adjectives(rng: random.Random, kinds: dict[str, str], adj_emb: np.ndarray, noun_emb: np.ndarray
@@ -314,8 +320,7 @@ def pair_adjectives(rng: random.Random, kinds: dict[str, str], adj_emb: np.ndarr
     (``ADJECTIVE_FITS``), drawn from the nearest fitting ones, none used more than ``ADJECTIVE_CAP`` times
     its fair share (a few adjectives are near many nouns: "juicy" was in 2% of all descriptors)."""
     adjs = list(DESCRIPTOR_ADJECTIVES)
-    fits = {k: np.array([any(a in g_adjs and k in g_kinds for g_adjs, g_kinds in ADJECTIVE_FITS.values())
-                         for a in adjs]) for k in NOUN_KINDS}
+    fits = {k: np.array([k in ADJECTIVE_KINDS[a] for a in adjs]) for k in NOUN_KINDS}
     cap = ADJECTIVE_CAP * PAIRS_PER_NOUN * len(kinds) / len(adjs)
     used: Counter[str] = Counter()
     order = list(kinds)

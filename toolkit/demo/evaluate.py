@@ -60,19 +60,16 @@ def descriptor_coherence(scorer, outputs: list[str]) -> dict:
     """How the outputs' "adjective noun" descriptors read: the share whose adjective fits the noun's kind
     (``ADJECTIVE_FITS``; the kind judged by MiniLM against ``NOUN_KINDS``, as the training data pairs them:
     "paper toothpaste" and "juicy prey" do not fit), and the most used adjective's share of them."""
-    from slmkit.demo.words import ADJECTIVE_FITS, NOUN_KINDS
+    from slmkit.demo.dataset import noun_kinds
+    from slmkit.demo.words import ADJECTIVE_KINDS
 
     pairs = descriptor_pairs(outputs)
     if not pairs:
         return {"pairs": 0, "fit_rate": float("nan"), "top_adjective": None, "top_adjective_share": float("nan")}
     nouns = sorted({n for _, n in pairs})
-    emb = scorer.embed(nouns)
-    kinds = list(NOUN_KINDS)
-    score = np.stack([np.sort(emb @ scorer.embed(list(NOUN_KINDS[k])).T, axis=1)[:, -3:].mean(axis=1) for k in kinds], 1)
-    kind = {n: kinds[int(i)] for n, i in zip(nouns, score.argmax(axis=1))}
-    fits = {a: set(ks) for adjs, ks in ADJECTIVE_FITS.values() for a in adjs}
+    kind = dict(zip(nouns, noun_kinds(scorer.embed, scorer.embed(nouns))[0]))
     top, count = Counter(a for a, _ in pairs).most_common(1)[0]
-    return {"pairs": len(pairs), "fit_rate": _mean([kind[n] in fits.get(a, ()) for a, n in pairs]),
+    return {"pairs": len(pairs), "fit_rate": _mean([kind[n] in ADJECTIVE_KINDS[a] for a, n in pairs]),
             "top_adjective": top, "top_adjective_share": count / len(pairs)}
 
 

@@ -147,6 +147,8 @@ ADJECTIVE_FITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # Eval words are left out of the fits too (``_clean``).
 ADJECTIVE_FITS = {g: (_clean(list(adjs)), kinds) for g, (adjs, kinds) in ADJECTIVE_FITS.items()}
 DESCRIPTOR_ADJECTIVES = tuple(a for adjs, _ in ADJECTIVE_FITS.values() for a in adjs)
+# Each descriptor adjective's noun kinds (the groups above, per adjective).
+ADJECTIVE_KINDS = {a: frozenset(kinds) for adjs, kinds in ADJECTIVE_FITS.values() for a in adjs}
 NOUN_KINDS = {kind: tuple(anchors.split()) for kind, anchors in (
     ("food", "bread cheese apple soup cake coffee pasta cookie salad chocolate pie sandwich"),
     ("animal", "dog cat horse bird fish fox rabbit bear owl deer butterfly whale"),
