@@ -70,8 +70,10 @@ def require(name: str, result: dict, artifact: str) -> None:
         raise SlmkitError(f"{artifact}: its logits are not finite (NaN or infinity) on {result['bad_texts']} of "
                           f"{result['texts']} texts")
     if name == "cache_consistency":
+        kl = f", KL {result['max_kl']:.2g}{'' if result.get('same_top1', True) else ', another top-1 token'}" \
+            if "max_kl" in result else ""
         raise SlmkitError(f"{artifact}: decoding with the KV cache differs from a full forward pass by "
-                          f"{result['max_abs_diff']:.5f}")
+                          f"{result['max_abs_diff']:.5f}{kl}")
     raise SlmkitError(f"{artifact}: logits differ from the fp16 reference by {result['max_abs_diff']:.4f} "
                       f"(limit {result['limit']:.4f})")
 
@@ -87,21 +89,34 @@ def onnx_checker(path) -> dict:
     return {"passed": True} if error is None else {"passed": False, "error": error}
 
 
+CACHE_KL_QUANTIZED = 2e-3  # nats; dynamic int8 quantization measured <= 2e-4, a broken cache far above
+
+
 def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = False) -> dict:
     """Prefill all but the last token, decode the last with the cache: equals one full forward pass.
 
-    Dynamically quantized activations take their scale from the whole input, so quantized models get a
-    tolerance relative to the logit spread (a broken cache is off by far more); float models 1e-3.
+    Float models: logits within 1e-3. Dynamically quantized activations take their scale from the whole
+    input, so a correct cache moves a quantized model's logits about as far as quantization itself does
+    (the demo's int8 ONNX: up to 0.30 against a full pass, and 0.38 for the full pass against fp16); there
+    the cached next-token distribution must equal the full pass's: the same top-1 token and a KL below
+    ``CACHE_KL_QUANTIZED`` (measured noise up to 2e-4; a cache that drops or misplaces the past changes
+    the distribution itself).
     """
-    max_diff, spread = 0.0, 0.0
+    from slmkit.metrics import log_softmax
+
+    max_diff, max_kl, same_top1 = 0.0, 0.0, True
     for text in texts:
         ids = runtime.tokenize(text)[: runtime.n_ctx]
-        full = runtime.score(ids)
+        full = runtime.score(ids)[-1]
         with runtime._lock:
             runtime._reset()
             runtime._eval(ids[:-1])
-            last = runtime._eval(ids[-1:])
-        max_diff = max(max_diff, float(np.abs(last[-1] - full[-1]).max()))
-        spread = max(spread, float(full[-1].std()))
-    limit = 0.1 * (1.0 + spread) if quantized else 1e-3
-    return {"texts": len(texts), "max_abs_diff": max_diff, "limit": limit, "passed": max_diff <= limit}
+            last = runtime._eval(ids[-1:])[-1]
+        max_diff = max(max_diff, float(np.abs(last - full).max()))
+        p, q = log_softmax(np.stack([full, last]).astype(np.float64))
+        max_kl = max(max_kl, float((np.exp(p) * (p - q)).sum()))
+        same_top1 = same_top1 and int(np.argmax(last)) == int(np.argmax(full))
+    if quantized:
+        return {"texts": len(texts), "max_abs_diff": max_diff, "max_kl": max_kl, "same_top1": same_top1,
+                "kl_limit": CACHE_KL_QUANTIZED, "passed": same_top1 and max_kl <= CACHE_KL_QUANTIZED}
+    return {"texts": len(texts), "max_abs_diff": max_diff, "max_kl": max_kl, "limit": 1e-3, "passed": max_diff <= 1e-3}

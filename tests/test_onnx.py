@@ -280,3 +280,49 @@ def test_an_untied_output_head(tmp_path):
                                  "int4", "--embedding-type", "shared", "--head-bits", "4"])
     assert r.exit_code == 1 and "needs a tied embedding and head" in r.output
     assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+class _CachedRuntime:
+    """A runtime stand-in whose cached decode of the last token is the full pass's logits moved as dynamic
+    quantization moved the demo's int8 ONNX (most a little, a few by ``noise``), or, when ``broken``,
+    logits that ignore the past."""
+
+    def __init__(self, noise: float = 0.0, broken: bool = False):
+        import threading
+
+        self.n_ctx, self._lock, self.noise, self.broken = 64, threading.Lock(), noise, broken
+        self.rng = np.random.default_rng(0)
+
+    def tokenize(self, text: str) -> list[int]:
+        return [ord(c) % 50 for c in text]
+
+    def _logits(self, ids: list[int]) -> np.ndarray:
+        return np.random.default_rng(sum(ids) * 31 + len(ids)).normal(0, 1.5, 100)
+
+    def score(self, ids: list[int]) -> np.ndarray:
+        return np.stack([self._logits(ids[:i + 1]) for i in range(len(ids))])
+
+    def _reset(self) -> None:
+        self.past: list[int] = []
+
+    def _eval(self, ids: list[int]) -> np.ndarray:
+        self.past = (self.past if not self.broken else []) + list(ids)
+        row = self._logits(self.past)
+        if self.noise:  # most logits move a little, a few unlikely ones by ``noise``
+            row = row + self.rng.uniform(-self.noise / 15, self.noise / 15, row.shape)
+            row[np.argsort(row)[:3]] += self.noise
+        return row[None]
+
+
+def test_cache_check_tells_quantization_noise_from_a_broken_cache():
+    """A quantized model's cached decode may move logits by about as much as quantization does (the demo's
+    int8 ONNX: 0.30) and passes; a cache that forgets the past fails, though its logits are of the same size."""
+    from slmkit.converters.checks import cache_consistency
+
+    texts = ["a quiet harbor at dawn", "tags: jazz, vinyl", "red bicycle | vintage bike"]
+    noisy = cache_consistency(_CachedRuntime(noise=0.3), texts, quantized=True)
+    assert noisy["passed"] and noisy["max_abs_diff"] > 0.25 and noisy["max_kl"] < 2e-3
+    broken = cache_consistency(_CachedRuntime(broken=True), texts, quantized=True)
+    assert not broken["passed"] and broken["max_kl"] > 0.1
+    assert not cache_consistency(_CachedRuntime(noise=0.3), texts)["passed"]  # float models: 1e-3
+    assert cache_consistency(_CachedRuntime(), texts)["passed"]
