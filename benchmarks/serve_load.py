@@ -4,6 +4,7 @@
         [--prompt-tokens 32] [--threads 2] [--parallel 8] [--time-limit 600] [--json FILE]
     python -m slmkit.benchmarks.serve_load ARTIFACT --soak 600 [--clients 8]     # the soak run
     python -m slmkit.benchmarks.serve_load ARTIFACT --peer PATH/llama-batched-bench  # and the peer, same run
+    python -m slmkit.benchmarks.serve_load ARTIFACT --engine     # and the engine alone, without HTTP
 
 Each client count gets a fresh server (a child process on a free loopback port; nothing else is reached)
 and one warm-up request; then every client sends ``--requests`` streaming completions one after another
@@ -14,6 +15,10 @@ requests, and the run stops at ``--time-limit`` seconds.
 ``--peer BINARY``: stock llama.cpp's ``llama-batched-bench`` on the same GGUF file, threads, prompt and output
 lengths and sequence counts, run right after the server's levels (same machine state); its generation
 tokens/s (``S_TG``) per sequence count is reported beside the server's aggregate.
+
+``--engine``: the same counts through the server's :class:`ContinuousBatch` in this process (no HTTP, no
+clients): decode-only tokens/s, comparable to the peer's, and the backend's share of it, so a gap to the
+peer splits into backend, per-token Python and HTTP.
 
 ``--soak SECONDS``: one server, ``--clients`` clients sending mixed traffic for that long (plain and
 streaming completions, n up to 4, /v1/prompts, streams abandoned after the first event, bad requests);
@@ -165,6 +170,44 @@ def run_peer(binary: Path, artifact: Path, args: argparse.Namespace, clients: li
     return [{"sequences": row["pl"], "tg_tok_s": row["speed_tg"], "pp_tok_s": row["speed_pp"]} for row in rows]
 
 
+def run_engine(artifact: Path, args: argparse.Namespace, clients: list[int]) -> list[dict]:
+    """The server's engine without HTTP, in this process: for each count, a :class:`ContinuousBatch` of
+    that many sequences is prefilled with the levels' prompts and stepped to ``--max-tokens``, as the
+    peer's batched bench does. Decode-only tokens/s is the peer's ``S_TG`` measure; the backend's share
+    of the decode time (``llama_decode`` and logits) against the rest (sampling, text, Python) says where
+    a step's time goes."""
+    from slmkit.loader import load
+    from slmkit.runtimes.batching import ContinuousBatch
+
+    rows = []
+    with load(artifact, threads=args.threads) as rt:
+        inner = rt._slots_step
+        spent = [0.0]
+
+        def timed(*a: object):
+            t = time.perf_counter()
+            try:
+                return inner(*a)
+            finally:
+                spent[0] += time.perf_counter() - t
+
+        rt._slots_step = timed  # type: ignore[method-assign]
+        for c in clients:
+            with ContinuousBatch(rt, c) as batch:
+                t0 = time.perf_counter()
+                for k in range(c):
+                    batch.add(prompt(k, args.prompt_tokens), max_new_tokens=args.max_tokens, seed=k,
+                              temperature=0.7, ignore_eos=True)
+                t1, spent[0], tokens = time.perf_counter(), 0.0, 0
+                while len(batch):
+                    tokens += len(batch.step())
+                t2 = time.perf_counter()
+            rows.append({"sequences": c, "tokens": tokens, "prefill_s": round(t1 - t0, 3),
+                         "decode_tok_s": round(tokens / (t2 - t1), 1), "backend_share": round(spent[0] / (t2 - t1), 3),
+                         "with_prefill_tok_s": round(tokens / (t2 - t0), 1)})
+    return rows
+
+
 def process_sample(pid: int) -> dict:
     """RSS (MiB), open file descriptors and threads of a process, from /proc (Linux) or psutil."""
     proc = Path(f"/proc/{pid}")
@@ -267,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--time-limit", type=float, default=600)
     ap.add_argument("--soak", type=float, default=None, help="seconds of mixed traffic at --clients (one level)")
     ap.add_argument("--peer", type=Path, help="llama-batched-bench binary: run the peer in the same run")
+    ap.add_argument("--engine", action="store_true",
+                    help="also the engine alone (no HTTP, this process): decode-only tok/s and the backend's share")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if not args.artifact.exists():
@@ -293,6 +338,12 @@ def main(argv: list[str] | None = None) -> None:
     report = {"artifact": str(args.artifact), "threads": args.threads, "parallel": args.parallel,
               "max_tokens": args.max_tokens, "prompt_tokens": args.prompt_tokens, "cpu_count": os.cpu_count(),
               "levels": levels}
+    if args.engine:
+        report["engine"] = run_engine(args.artifact, args, [lv["clients"] for lv in levels])
+        for row, lv in zip(report["engine"], levels):
+            print(f"engine alone, {row['sequences']} sequences: decode {row['decode_tok_s']:.1f} tok/s (backend "
+                  f"{100 * row['backend_share']:.0f}% of it), with prefill {row['with_prefill_tok_s']:.1f} tok/s; "
+                  f"slmkit serve / engine: {lv['tok_s'] / row['decode_tok_s']:.2f}", flush=True)
     if args.peer:
         report["peer"] = run_peer(args.peer, args.artifact, args, [lv["clients"] for lv in levels])
         for row, lv in zip(report["peer"], levels):

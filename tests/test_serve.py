@@ -356,12 +356,15 @@ def test_the_load_benchmark_runs_and_reports_each_level(tiny_gguf, tmp_path):
     from slmkit.benchmarks.serve_load import main
 
     main([str(tiny_gguf), "--clients", "1,2", "--requests", "2", "--max-tokens", "8", "--threads", "1",
-          "--json", str(tmp_path / "load.json")])
+          "--engine", "--json", str(tmp_path / "load.json")])
     report = json.loads((tmp_path / "load.json").read_text())
     assert [lv["clients"] for lv in report["levels"]] == [1, 2]
     for lv in report["levels"]:
         assert lv["failed"] == 0 and lv["requests"] == 2 * lv["clients"] and lv["tokens"] == 8 * lv["requests"]
         assert lv["tok_s"] > 0 and lv["latency_p95_s"] >= lv["latency_p50_s"] > 0
+    # the engine alone: every sequence ran to --max-tokens, and the backend's share is a share
+    assert [(e["sequences"], e["tokens"]) for e in report["engine"]] == [(1, 8), (2, 16)]
+    assert all(e["decode_tok_s"] > 0 and 0 < e["backend_share"] < 1 for e in report["engine"])
 
 
 def test_the_peer_runs_with_the_servers_settings_and_is_parsed(tmp_path):
