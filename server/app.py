@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmkit.errors import SlmkitError, first_line
-from slmkit.prompts import SEP, build_prompt
+from slmkit.prompts import SEP, build_prompt, output_text
 from slmkit.runtimes.base import Chunk, Runtime, TokenLogprob
 from slmkit.runtimes.sampling import Sampling
 from slmkit.server.engine import Engine, Event, Job, ServerError
@@ -252,7 +252,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         engine.submit(job)
         texts, _, _ = await collect(job, request)
         return Prompts(model=settings.model_id, intent=req.intent, task=req.task, length=req.length,
-                       relevance=req.relevance, candidates=texts)
+                       relevance=req.relevance, candidates=[output_text(t) for t in texts])
 
     return BodyLimit(app, settings.max_body) if settings.max_body else app  # type: ignore[return-value]
 

@@ -6,7 +6,7 @@ from slmkit.prompts import CONTROL_TOKENS, build_prompt, follows_format, length_
 
 def test_build_prompt_uses_control_tokens():
     p = build_prompt("  cozy   cabin wallpaper ", "search", "short", "low")
-    assert p == "<|task:search|><|len:short|><|rel:low|>cozy cabin wallpaper<|out|>"
+    assert p == "<|task:search|><|len:short|><|rel:low|> cozy cabin wallpaper<|out|>"
     assert all(t in CONTROL_TOKENS for t in ("<|task:search|>", "<|len:short|>", "<|rel:low|>", "<|out|>"))
 
 
@@ -51,3 +51,27 @@ def test_length_buckets_count_words_not_separators():
     assert length_bucket(" ".join(["w"] * 15)) == "medium"
     assert length_bucket(" ".join(["w"] * 30)) == "long"
     assert length_bucket(" ".join(["w"] * 60)) is None
+
+
+def test_the_output_opens_with_a_space_that_output_text_drops():
+    """The intent and the output each follow one space, so the intent's first word is the same tokens in
+    the prompt and in a copy ("a vintage ...", "tags: vintage ...", "vintage ... | ...")."""
+    from slmkit.demo.dataset import Example
+    from slmkit.prompts import output_text
+
+    e = Example("vintage red bicycle", "search", "short", "high", "vintage red bicycle | vintage bike")
+    assert e.text == ("<|task:search|><|len:short|><|rel:high|> vintage red bicycle<|out|>"
+                      " vintage red bicycle | vintage bike<|endoftext|>")
+    assert output_text(" a vintage red bicycle, 8k") == "a vintage red bicycle, 8k"
+    assert output_text("tags: x") == "tags: x" and output_text("  x") == " x"  # one space, no more
+
+
+def test_copy_metrics_tell_a_garbled_copy_from_an_exact_one():
+    from slmkit.demo.evaluate import carries_every_intent_word, carries_intent_word, repeats_a_piece
+
+    intent = "astronaut birthday party"
+    assert carries_every_intent_word(intent, "an astronaut birthday party, balloons, 8k")
+    garbled = "an aastronaut birthday party, balloons"
+    assert carries_intent_word(intent, garbled) and not carries_every_intent_word(intent, garbled)
+    assert not carries_every_intent_word("the of", "the of")  # no content word: nothing to carry
+    assert repeats_a_piece("tags: a, b, a") and not repeats_a_piece("a | b | a b")

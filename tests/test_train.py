@@ -67,3 +67,26 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, data):
 def test_resume_without_a_checkpoint_is_one_clear_error(tmp_path, data):
     with pytest.raises(SlmkitError, match="--resume needs"):
         train(["--out", str(tmp_path / "m"), "--data", str(data), "--resume", *ARGS])
+
+
+def test_cut_words_are_cut_alike_throughout_their_text(data):
+    """In the cut share of the texts each word is cut at one place, so its copies in the output are the
+    very ids of the intent; the texts still decode to themselves."""
+    from slmkit.demo.dataset import read_jsonl
+    from slmkit.demo.train import encode_with_splits, train_tokenizer
+
+    texts = [e.text for e in read_jsonl(data)][:200]
+    tok = train_tokenizer(texts, 600)
+    cut = encode_with_splits(tok, texts, random.Random(3), rate=1.0)
+    plain = [e.ids for e in tok.encode_batch(texts)]
+    assert sum(c != p for c, p in zip(cut, plain)) > 100  # the cuts happened
+    copied = 0
+    for text, ids in zip(texts, cut):
+        assert tok.decode(ids, skip_special_tokens=False) == text
+        intent = text.split("|>")[3].split("<|")[0]  # " INTENT", between the controls and <|out|>
+        sep = ids.index(tok.token_to_id("<|out|>"))
+        if intent in text.split("<|out|>")[1]:  # the output holds the whole intent, after a space
+            copied += 1
+            assert any(ids[k:k + sep - 3] == ids[3:sep] for k in range(sep, len(ids))), \
+                f"the output does not copy the intent's ids: {intent!r}"
+    assert copied > 100

@@ -186,7 +186,7 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
     import time
 
     from slmkit.loader import load
-    from slmkit.prompts import SEP, build_prompt
+    from slmkit.prompts import SEP, build_prompt, output_text
     from slmkit.runtimes.sampling import Sampling
 
     if len(args) > 2:
@@ -211,14 +211,17 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
         else:
             prompt = build_prompt(intent, task, length, relevance)
         t0 = time.perf_counter()
+        clean = (lambda text: text) if raw else output_text  # the demo format's output opens with a space
         if do_stream:
             for i in range(n):
+                first = True
                 for piece in rt.stream(prompt, **{**opts, "seed": seed + i}):
+                    piece, first = (clean(piece), False) if first else (piece, first)
                     click.echo(piece, nl=False)
                 click.echo()
             return
         outs = rt.generate(prompt, n=n, **opts)
-        outs = [outs] if isinstance(outs, str) else outs
+        outs = [clean(o) for o in ([outs] if isinstance(outs, str) else outs)]
         seconds = time.perf_counter() - t0
         if as_json:
             info = {k: v for k, v in rt.info.items() if k != "tensor_types"}

@@ -2,10 +2,14 @@
 
 A training example (and a generation prompt) looks like::
 
-    <|task:t2i|><|len:medium|><|rel:high|>cozy cabin wallpaper<|out|>OUTPUT<|endoftext|>
+    <|task:t2i|><|len:medium|><|rel:high|> cozy cabin wallpaper<|out|> OUTPUT<|endoftext|>
 
 The control tokens are added special tokens of the tokenizer, so they are single ids and are never
-split. Callers build prompts with :func:`build_prompt`; they never hand-write control tokens.
+split. Callers build prompts with :func:`build_prompt`; they never hand-write control tokens. The
+intent and the output each follow one space, so a word of the intent is the same tokens wherever
+the output copies it ("a vintage ...", "tags: vintage ...", "vintage ... | ..."): without it the
+intent's first word was "vintage" in the prompt and " vintage" in the output, other ids, and a model
+cannot learn that pairing for words it never saw. :func:`output_text` drops the output's space.
 This module is pure Python (no torch) so the runtime can use it.
 """
 from __future__ import annotations
@@ -76,7 +80,12 @@ def build_prompt(intent: str, task: str = "t2i", length: str = "medium", relevan
     for tok in CONTROL_TOKENS + [EOS]:
         if tok in intent:
             raise SlmkitError(f"intent contains the control token {tok}")
-    return f"{task_token(task)}{length_token(length)}{relevance_token(relevance)}{intent}{SEP}"
+    return f"{task_token(task)}{length_token(length)}{relevance_token(relevance)} {intent}{SEP}"
+
+
+def output_text(continuation: str) -> str:
+    """The output a model writes after a :func:`build_prompt` prompt, without the space it opens with."""
+    return continuation.removeprefix(" ")
 
 
 def word_count(output: str) -> int:

@@ -60,8 +60,8 @@ class Example:
 
     @property
     def text(self) -> str:
-        """The full training text: prompt, output and end-of-text."""
-        return self.prompt + self.output + EOS
+        """The full training text: prompt, the output after its space, and end-of-text."""
+        return f"{self.prompt} {self.output}{EOS}"
 
 
 # --- reading the shipped evaluation data (no torch, no word lists) ------------------------------------

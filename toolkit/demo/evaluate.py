@@ -25,7 +25,7 @@ from slmkit.demo.dataset import examples
 from slmkit.demo.intents import PSEUDO_SHARE, RARE_SHARE
 from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words
 from slmkit.errors import run_script
-from slmkit.prompts import DECODING, LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket
+from slmkit.prompts import DECODING, LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket, output_text
 from slmkit.runtimes.base import Runtime
 
 MAX_NEW_TOKENS = 72
@@ -48,6 +48,13 @@ def repeats_a_piece(output: str) -> bool:
 def carries_intent_word(intent: str, output: str) -> bool:
     """Whether the output holds a content word of the intent (as a whole word)."""
     return bool(set(content_words(intent)) & set(content_words(output)))
+
+
+def carries_every_intent_word(intent: str, output: str) -> bool:
+    """Whether the output holds every content word of the intent, each spelled exactly: a copy that
+    garbles one word ("an aastronaut") fails, where :func:`carries_intent_word` still passes it."""
+    words = set(content_words(intent))
+    return bool(words) and words <= set(content_words(output))
 
 
 def descriptor_pairs(outputs: list[str]) -> list[tuple[str, str]]:
@@ -106,7 +113,7 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, decoding: dict 
         tok_out += len(lp) - start
         outs = runtime.generate(e.prompt, n=candidates, max_new_tokens=MAX_NEW_TOKENS, seed=seed + k * candidates,
                                 **decoding)
-        pairs += [(e, o) for o in ([outs] if isinstance(outs, str) else outs)]
+        pairs += [(e, output_text(o)) for o in ([outs] if isinstance(outs, str) else outs)]
         if log_every and (k + 1) % log_every == 0:
             print(f"  {k + 1}/{n} examples, {time.time() - t0:.0f}s", flush=True)
     outputs = [o for _, o in pairs]
@@ -133,6 +140,9 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, decoding: dict 
         "relevance_generator": {b: _mean(ceil[b]) for b in RELEVANCE},
         "carries_intent_word": _mean([carries_intent_word(e.intent, o) for e, o in pairs]),
         "carries_intent_word_high": _mean([carries_intent_word(e.intent, o) for e, o in high]),
+        "carries_every_intent_word_high": _mean([carries_every_intent_word(e.intent, o) for e, o in high]),
+        "generator_carries_every_intent_word_high": _mean([carries_every_intent_word(e.intent, e.output)
+                                                           for e in exs if e.relevance == "high"]),
         "distinct_outputs": len(set(outputs)) / len(outputs),
         "repeated_piece_rate": _mean([repeats_a_piece(o) for o in outputs]),
         "descriptors": descriptor_coherence(scorer, outputs),
@@ -161,6 +171,10 @@ def markdown(cols: dict[str, dict]) -> str:
                  lambda c, b=b: c["relevance_generator"][b]) for b in RELEVANCE]
     rows += [row("carries a word of its intent (all / requested high)", lambda x: x,
                  lambda c: f"{pct(c['carries_intent_word'])} / {pct(c['carries_intent_word_high'])}")]
+    rows += [row("carries every word of its intent, spelled exactly (requested high; the generator's own)",
+                 lambda x: x, lambda c: f"{pct(c['carries_every_intent_word_high'])} "
+                 f"({pct(c['generator_carries_every_intent_word_high'])})" if "carries_every_intent_word_high" in c
+                 else "-")]
     rows += [row(f"follows the {t} format", pct, lambda c, t=t: c["format_rate"][t]) for t in TASKS]
     rows += [row(f"in the requested {b} length bucket", pct, lambda c, b=b: c["length_rate"][b]) for b in LENGTHS]
     rows += [row("distinct outputs", pct, lambda c: c["distinct_outputs"]),
@@ -241,9 +255,13 @@ default model of every slmkit command and the fp16 reference of the quality figu
   Why {cfg['vocab_size']}: the embedding is then {100 * emb / log['params']:.0f}% of the weights (31% in the
   124M GPT-2, whose quantization behaviour the demo should share; GPT-2's own 50257 tokens would be 80% at
   this width and 3-4x slower to train). Words of the free-form evaluation intents, none of them seen in
-  training, take {tok['freeform_tokens_per_word']} tokens each. A seeded fifth of the training texts has its
-  words cut at a random letter (a deterministic BPE dropout), so the pieces an unseen word breaks into were
+  training, take {tok['freeform_tokens_per_word']} tokens each. A seeded fifth of the training texts has half
+  its words cut at a random letter (a deterministic BPE dropout; a word is cut at the same place throughout
+  its text, so an output copies the intent's very tokens), so the pieces an unseen word breaks into were
   all trained: {tok['tokens_never_in_training']} of {tok['vocab']} tokens never occur in the training ids.
+- Prompt: `<|task:t2i|><|len:medium|><|rel:high|> INTENT<|out|>`; the model writes ` OUTPUT<|endoftext|>`.
+  The intent and the output each open with a space, so the intent's words are the same tokens wherever
+  the output copies them (`slmkit.prompts.output_text` drops the output's space).
 
 ## Data
 `slmkit.demo.dataset` (generator version {log['data']['generator_version']}, seed {log['data']['data_seed']}):

@@ -59,25 +59,32 @@ def write_tokenizer(tok, out: Path, n_positions: int) -> None:
 
 SPLIT_RATE = 0.2  # share of training texts whose words are split into pieces (seeded BPE dropout)
 _SPECIAL = re.compile(r"(<\|[^|<>]+\|>)")
+_WORD = re.compile(r"\s*[^\W_]+|\s*[^\s]|\s+")  # a run of letters / digits, one other character, or spaces
 
 
 def encode_with_splits(tok, texts: list[str], rng: random.Random, rate: float = SPLIT_RATE) -> list[list[int]]:
-    """Token ids of the texts; in a seeded share of them each word is cut at a random character and
-    the pieces encoded apart. Every token the BPE can produce for a word it never saw (its intermediate
-    merges) then also occurs in training, so copying an unseen word never meets an untrained embedding."""
+    """Token ids of the texts; in a seeded share of them half the words are cut at a random character
+    and the pieces encoded apart. Every token the BPE can produce for a word it never saw (its
+    intermediate merges) then also occurs in training, so copying an unseen word never meets an
+    untrained embedding. A word is cut at the same place everywhere in its text, so an output copies
+    the intent's ids exactly (cutting each occurrence apart showed the model copies whose ids differ
+    from the intent's)."""
     ids = [e.ids for e in tok.encode_batch(texts)]
     chosen = [i for i in range(len(texts)) if rng.random() < rate]
     pieces: list[list[str]] = []
     for i in chosen:
         parts: list[str] = []
+        cuts: dict[str, int] = {}  # word -> where it is cut in this text (0: whole)
         for seg in _SPECIAL.split(texts[i]):
             if _SPECIAL.fullmatch(seg) or not seg:
                 parts.append(seg)
                 continue
-            for word in re.findall(r"\s?[^\s]+|\s+", seg):
+            for word in _WORD.findall(seg):
                 core = word.lstrip()
-                if len(core) > 1 and rng.random() < 0.5:
-                    cut = len(word) - len(core) + rng.randrange(1, len(core))
+                if core not in cuts:
+                    cuts[core] = rng.randrange(1, len(core)) if len(core) > 1 and rng.random() < 0.5 else 0
+                if cuts[core]:
+                    cut = len(word) - len(core) + cuts[core]
                     parts += [word[:cut], word[cut:]]
                 else:
                     parts.append(word)
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--inner", type=int, default=1536)
     ap.add_argument("--ctx", type=int, default=256, help="n_positions and the packed block length")
     ap.add_argument("--batch", type=int, default=16, help="blocks per step")
-    ap.add_argument("--steps", type=int, default=2600)
+    ap.add_argument("--steps", type=int, default=3400)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=200)
