@@ -186,10 +186,15 @@ def test_shared_embedding_and_head_tensor(small_onnx_pair):
     # Not bit-identical: onnxruntime's Gather quantizer (the separate int4 table) and its MatMul quantizer
     # (the head, which the shared table reuses) round ties differently: 181 of the 1,048,576 embedding values
     # here differ by one 4-bit step (checked by unpacking both tables). Rows that hit one move the logits by
-    # about 0.015 (the new demo tokenizer first put such a row in this text); the argmax does not move.
+    # about 0.015 (the new demo tokenizer first put such a row in this text). The argmax holds wherever the
+    # top two logits are further apart than that could close (this random model has near-ties elsewhere).
     with OnnxRuntime(shared, threads=1) as a, OnnxRuntime(separate, threads=1) as b:
         la, lb = a.score(text), b.score(text)
-    assert np.abs(la - lb).max() < 0.05 and (la.argmax(-1) == lb.argmax(-1)).all()
+    diff = float(np.abs(la - lb).max())
+    top2 = np.sort(lb, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * diff
+    assert diff < 0.05 and clear.sum() >= len(clear) // 2
+    assert (la.argmax(-1) == lb.argmax(-1))[clear].all()
 
 
 @pytest.fixture(scope="module")
