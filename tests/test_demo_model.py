@@ -76,3 +76,20 @@ def test_without_torch_the_demo_runs_from_its_shipped_artifact():
     q = subprocess.run([sys.executable, "-m", "slmkit", "generate", str(DEMO_ARTIFACTS), *args[1:]],
                        capture_output=True, text=True, timeout=300)
     assert q.returncode == 0 and p.stdout == q.stdout and p.stdout.strip()
+
+
+def test_the_cli_prints_outputs_without_the_formats_opening_space():
+    """The demo format's output opens with a space (the prompt gives the intent one, so a copied word is the
+    same ids); `slmkit generate` prints the output without it, streamed or not, and copies the intent."""
+    from click.testing import CliRunner
+
+    from slmkit.cli import cli
+    from slmkit.model_folder import DEMO_ARTIFACTS
+
+    args = ["generate", str(DEMO_ARTIFACTS), "vintage red bicycle", "-n", "2", "--seed", "4"]
+    plain, streamed = CliRunner().invoke(cli, args), CliRunner().invoke(cli, [*args, "--stream"])
+    assert plain.exit_code == streamed.exit_code == 0, plain.output
+    assert plain.output == streamed.output
+    lines = plain.output.splitlines()
+    assert len(lines) == 2 and all(ln and not ln.startswith(" ") for ln in lines)
+    assert all("vintage red bicycle" in ln for ln in lines)

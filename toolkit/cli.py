@@ -214,9 +214,10 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
         clean = (lambda text: text) if raw else output_text  # the demo format's output opens with a space
         if do_stream:
             for i in range(n):
-                first = True
+                opening = True  # the first non-empty piece carries the output's opening space
                 for piece in rt.stream(prompt, **{**opts, "seed": seed + i}):
-                    piece, first = (clean(piece), False) if first else (piece, first)
+                    if opening and piece:
+                        piece, opening = clean(piece), False
                     click.echo(piece, nl=False)
                 click.echo()
             return
