@@ -102,7 +102,7 @@ def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = Fals
     ``CACHE_KL_QUANTIZED`` (measured noise up to 2e-4; a cache that drops or misplaces the past changes
     the distribution itself).
     """
-    from slmkit.metrics import log_softmax
+    from slmkit.metrics import kl_divergence, log_softmax
 
     max_diff, max_kl, same_top1 = 0.0, 0.0, True
     for text in texts:
@@ -113,8 +113,7 @@ def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = Fals
             runtime._eval(ids[:-1])
             last = runtime._eval(ids[-1:])[-1]
         max_diff = max(max_diff, float(np.abs(last - full).max()))
-        p, q = log_softmax(np.stack([full, last]).astype(np.float64))
-        max_kl = max(max_kl, float((np.exp(p) * (p - q)).sum()))
+        max_kl = max(max_kl, float(kl_divergence(log_softmax(full), log_softmax(last))))
         same_top1 = same_top1 and int(np.argmax(last)) == int(np.argmax(full))
     if quantized:
         return {"texts": len(texts), "max_abs_diff": max_diff, "max_kl": max_kl, "same_top1": same_top1,

@@ -22,6 +22,11 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
+def kl_divergence(lp_ref: np.ndarray, lp_test: np.ndarray) -> np.ndarray:
+    """KL(P_ref || P_test) over the last axis of two log-probability arrays (rounding below 0 clamped)."""
+    return np.maximum((np.exp(lp_ref) * (lp_ref - lp_test)).sum(axis=-1), 0.0)
+
+
 def token_drift(ref_logits: np.ndarray, test_logits: np.ndarray, ids: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-position KL, top-1 agreement and Δp for two [T, V] logit arrays of the same tokens ``ids``,
     over the T - 1 positions that have a next token (the last row predicts nothing in the text). Δp is
@@ -32,9 +37,8 @@ def token_drift(ref_logits: np.ndarray, test_logits: np.ndarray, ids: Sequence[i
         raise ValueError(f"{len(ids)} token ids for {len(ref_logits)} rows of logits")
     lp_ref, lp_test = log_softmax(ref_logits[:-1]), log_softmax(test_logits[:-1])
     p_ref = np.exp(lp_ref)
-    kl = np.maximum((p_ref * (lp_ref - lp_test)).sum(axis=-1), 0.0)
     rows, nxt = np.arange(len(lp_ref)), np.asarray(ids[1:])
-    return {"kl": kl, "same_top1": lp_ref.argmax(axis=-1) == lp_test.argmax(axis=-1),
+    return {"kl": kl_divergence(lp_ref, lp_test), "same_top1": lp_ref.argmax(axis=-1) == lp_test.argmax(axis=-1),
             "delta_p": np.exp(lp_test[rows, nxt]) - p_ref[rows, nxt]}
 
 
