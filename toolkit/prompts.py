@@ -83,6 +83,11 @@ def build_prompt(intent: str, task: str = "t2i", length: str = "medium", relevan
     return f"{task_token(task)}{length_token(length)}{relevance_token(relevance)} {intent}{SEP}"
 
 
+def training_text(prompt: str, output: str) -> str:
+    """A whole example: a :func:`build_prompt` prompt, the output after its opening space, end-of-text."""
+    return f"{prompt} {output}{EOS}"
+
+
 def output_text(continuation: str) -> str:
     """The output a model writes after a :func:`build_prompt` prompt, without the space it opens with."""
     return continuation.removeprefix(" ")

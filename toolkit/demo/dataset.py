@@ -34,7 +34,7 @@ from slmkit.demo.words import (ABSTRACT, ADJECTIVE_KINDS, ARTIFACTS, CONCRETE, D
                                QUALITIES, SEARCH_SUFFIXES, STOPWORDS, STYLES, TAG_EXTRAS, UNPLEASANT, content_words,
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
-from slmkit.prompts import EOS, LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket
+from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
 from slmkit.workload import CHECK_TEXTS, Workload
 
 GENERATOR_VERSION = 5
@@ -60,8 +60,8 @@ class Example:
 
     @property
     def text(self) -> str:
-        """The full training text: prompt, the output after its space, and end-of-text."""
-        return f"{self.prompt} {self.output}{EOS}"
+        """The full training text (:func:`slmkit.prompts.training_text`)."""
+        return training_text(self.prompt, self.output)
 
 
 # --- reading the shipped evaluation data (no torch, no word lists) ------------------------------------
