@@ -158,3 +158,10 @@ def test_a_missing_optional_dependency_is_one_line_naming_its_extra(monkeypatch,
     assert r.exit_code == 1, r.output
     assert f"needs {module}, which is not installed: pip install 'slmkit[{extra}]'" in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_an_intent_too_long_for_a_file_name_is_one_clear_error():
+    """A lone long intent is checked for being a forgotten model path; the OS refuses so long a name
+    (ENAMETOOLONG), which used to escape as a traceback. Now the prompt is measured and refused."""
+    r = CliRunner().invoke(cli, ["generate", "word " * 400, "--max-new-tokens", "4"])
+    assert r.exit_code == 1 and "exceeds the context" in r.output and "Traceback" not in r.output

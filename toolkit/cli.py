@@ -236,9 +236,13 @@ def generate(args: tuple[str, ...], task: str, length: str, relevance: str, devi
 
 
 def looks_like_model(path: Path) -> bool:
-    """Whether a lone argument names a model or artifact (the INTENT was forgotten), not an intent."""
-    return (path.is_dir() and any((path / f).is_file() for f in ("config.json", "manifest.json"))) or \
-        (path.is_file() and path.suffix.lower() in (".gguf", ".onnx"))
+    """Whether a lone argument names a model or artifact (the INTENT was forgotten), not an intent. A long
+    intent is no file name at all: the OS refuses to look it up (ENAMETOOLONG)."""
+    try:
+        return (path.is_dir() and any((path / f).is_file() for f in ("config.json", "manifest.json"))) or \
+            (path.is_file() and path.suffix.lower() in (".gguf", ".onnx"))
+    except OSError:
+        return False
 
 
 def bench_workload(texts_file: str | None, quick: bool, prompts_file: str | None = None,
