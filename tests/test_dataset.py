@@ -84,8 +84,34 @@ def test_outputs_copy_the_intent_and_never_repeat_a_piece(task):
             out = make_output(rng, "still harbor", task, length, Plan("full", 0.9), near, far)
             assert follows_format(task, out) and length_bucket(out) == length
             assert "harbor" in out
+            if task == "t2i":  # the subject as written: no article to agree with an unseen word or a plural
+                assert out.startswith("still harbor, "), out
             pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")]
             assert len(pieces) == len(set(pieces)), out
+
+
+def test_descriptors_are_drawn_near_the_words_the_model_can_know():
+    known = frozenset({"wool", "scarf", "harbor", "sticker"})
+    assert dataset.descriptor_anchor("Zenloria wool scarf", known) == "wool scarf"
+    assert dataset.descriptor_anchor("a velkorin sticker for my harbor", known) == "a sticker for my harbor"
+    assert dataset.descriptor_anchor("how to trim a velkorin", known) == ""  # only unknown words: generic ones
+
+
+def test_an_intent_of_unknown_words_gets_generic_descriptors():
+    import random
+
+    import numpy as np
+
+    class Fake:
+        def __call__(self, texts):
+            return np.array([[1.0, 0.0] if "harbor" in t else [0.0, 1.0] for t in texts], np.float32)
+
+    bank = dataset.Bank([f"boat {i}" for i in range(100)] + [f"ledger {i}" for i in range(100)],
+                        np.array(100 * [[1.0, 0.0]] + 100 * [[0.0, 1.0]], np.float32), {}, {}, {},
+                        frozenset({"harbor"}))
+    near, far = dataset._neighbours(bank, ["still harbor", "velkorin"], Fake(), random.Random(0))
+    assert near[0] and all(p.startswith("boat") for p in near[0]) and all(p.startswith("ledger") for p in far[0])
+    assert near[1] == list(dataset.GENERIC)
 
 
 def test_relevance_label_is_the_bucket_of_the_measured_reward():

@@ -27,7 +27,9 @@ def test_build_prompt_rejects_empty_and_injected_control_tokens():
 
 @pytest.mark.parametrize("task,out,ok", [
     ("t2i", "a cozy cabin wallpaper, pine forest, watercolor style", True),
-    ("t2i", "cozy cabin wallpaper, pine forest", False),
+    ("t2i", "cozy cabin wallpaper, pine forest", True),
+    ("t2i", "tags: cozy cabin wallpaper, pine forest", False),
+    ("t2i", "cozy cabin wallpaper, , pine forest", False),
     ("t2i", "a cozy cabin wallpaper", False),
     ("t2i", "a cozy cabin | pine forest", False),
     ("search", "cozy cabin wallpaper | log cabin desktop background", True),

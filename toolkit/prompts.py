@@ -117,7 +117,7 @@ def length_bucket(output: str) -> str | None:
 def follows_format(task: str, output: str) -> bool:
     """Whether an output has the surface form its task asks for.
 
-    t2i: comma-separated phrases opening with an article; search: two or more ' | '-separated
+    t2i: two or more comma-separated phrases (the first the subject); search: two or more ' | '-separated
     queries without commas; recommend: 'tags: ' then two or more comma-separated items.
     """
     out = output.strip()
@@ -126,7 +126,7 @@ def follows_format(task: str, output: str) -> bool:
     if task == "t2i":
         parts = out.split(", ")
         return ("|" not in out and not out.startswith("tags:") and len(parts) >= 2
-                and out.split(" ", 1)[0] in ("a", "an") and all(p.strip() == p and p for p in parts))
+                and all(p.strip() == p and p for p in parts))
     if task == "search":
         parts = out.split(" | ")
         return "," not in out and len(parts) >= 2 and all(p and "|" not in p for p in parts)

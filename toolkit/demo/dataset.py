@@ -29,20 +29,20 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from slmkit.demo.intents import article
 from slmkit.demo.words import (ABSTRACT, ADJECTIVE_KINDS, ARTIFACTS, CONCRETE, DATA, DESCRIPTOR_ADJECTIVES, NOUN_KINDS,
-                               QUALITIES, SEARCH_SUFFIXES, STOPWORDS, STYLES, TAG_EXTRAS, UNPLEASANT, content_words,
+                               QUALITIES, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, TIMES, UNPLEASANT, content_words,
                                freeform_intents)
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
 from slmkit.workload import CHECK_TEXTS, Workload
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
 ON_TOPIC = 24           # nearest bank phrases an on-topic descriptor is drawn from
 OFF_TOPIC_MAX = 0.15    # an off-topic descriptor's cosine to the intent is below this
+GENERIC = QUALITIES     # the on-topic descriptors of an intent of unknown words only (fit any subject)
 
 
 @dataclass(frozen=True)
@@ -176,9 +176,10 @@ def _head(rng: random.Random, intent: str, plan: Plan, content: _Content) -> str
 
 
 def _t2i(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterator[str]:
-    head = _head(rng, intent, plan, c)
-    first = head.split(" ", 1)[0].lower()
-    yield head if first in STOPWORDS else f"{article(head)} {head}"  # "a ...", "my ...", "how to ..."
+    # The subject as the user wrote it, with no article put before it: an article must agree with a word
+    # the model may never have seen ("an astronaut") and with plurals ("winter hiking boots"); v5's data
+    # put "a" before any head, and the model learned "a astronaut" and "a winter hiking boots".
+    yield _head(rng, intent, plan, c)
     extras = [f"{rng.choice(STYLES)} style", rng.choice(QUALITIES)]
     while True:
         yield extras.pop(0) if extras and rng.random() < 0.3 else c.term()
@@ -271,6 +272,7 @@ class Bank:
     words: dict[str, list[str]]
     word_emb: dict[str, np.ndarray]
     _near: dict[tuple[str, str], list[str]]
+    known: frozenset[str] = frozenset()  # words the data holds often: the pools' and the scaffolding's
 
     def related(self, kind: str, anchor: str, k: int = 40) -> list[str]:
         """The ``k`` words of a pool ('noun', 'adj', 'verb', 'gerund', 'descriptor') nearest to an anchor noun."""
@@ -346,7 +348,10 @@ def build_bank(embed: Embedder, seed: int) -> Bank:
     words = {"noun": list(p.nouns), "adj": list(p.adjectives), "verb": list(p.verbs), "gerund": list(p.gerunds),
              "descriptor": list(DESCRIPTOR_ADJECTIVES)}
     word_emb = {k: embed(v) for k, v in words.items()}
-    bank = Bank([], np.zeros((0, 384), np.float32), words, word_emb, {})
+    scaffolding = (*ARTIFACTS, *STYLES, *TIMES, *QUALITIES, *TAG_EXTRAS, *SEARCH_SUFFIXES)
+    known = frozenset(w for pool in ("noun", "adj", "verb", "gerund") for w in words[pool]) | frozenset(
+        w for phrase in scaffolding for w in content_words(phrase))
+    bank = Bank([], np.zeros((0, 384), np.float32), words, word_emb, {}, known)
     kinds = descriptor_nouns(embed, words["noun"], word_emb["noun"])
     rows = [words["noun"].index(n) for n in kinds]
     pairs = pair_adjectives(random.Random(seed), kinds, word_emb["descriptor"], word_emb["noun"][rows])
@@ -356,21 +361,46 @@ def build_bank(embed: Embedder, seed: int) -> Bank:
     return bank
 
 
-def _neighbours(bank: Bank, intents: list[str], emb: np.ndarray, rng: random.Random
+def descriptor_anchor(intent: str, known: frozenset[str]) -> str:
+    """What an intent's on-topic descriptors are drawn near: the intent without the words the model cannot
+    know (rare, made-up and brand-like words, each a few times in the data at most); "" when no content
+    word is left. Descriptors drawn near a word the model has barely seen look arbitrary to it, and it
+    learned to answer every unseen word with arbitrary descriptors ("savory donut" for a bicycle)."""
+    kept = [w for w in intent.split() if all(c in known for c in content_words(w))]
+    return " ".join(kept) if content_words(" ".join(kept)) else ""
+
+
+def _neighbours(bank: Bank, intents: list[str], embed: Callable[[list[str]], np.ndarray], rng: random.Random
                 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Per intent: the nearest bank phrases that add a new word, and far-away phrases."""
+    """Per intent: the bank phrases nearest its known words that add a new word (``GENERIC`` phrases
+    when it has no known word), and phrases far from the whole intent."""
+    emb = embed(intents)
+    anchors = [descriptor_anchor(i, bank.known) for i in intents]
+    uniq = sorted({a for a in anchors if a})
+    anchor_emb = dict(zip(uniq, embed(uniq))) if uniq else {}
+    near_emb = np.stack([anchor_emb[a] if a else emb[k] for k, a in enumerate(anchors)]) if intents else emb
     near, far = [], []
     for s in range(0, len(intents), 1024):
         sims = emb[s:s + 1024] @ bank.emb.T
-        top = np.argpartition(-sims, 3 * ON_TOPIC, axis=1)[:, :3 * ON_TOPIC]
+        near_sims = near_emb[s:s + 1024] @ bank.emb.T
+        top = np.argpartition(-near_sims, 3 * ON_TOPIC, axis=1)[:, :3 * ON_TOPIC]
         for row, intent in enumerate(intents[s:s + 1024]):
+            if not anchors[s + row]:
+                near.append(list(GENERIC))
+                far.append(_far(bank, sims[row], rng))
+                continue
             own = set(content_words(intent))
-            order = top[row][np.argsort(-sims[row, top[row]])]
+            order = top[row][np.argsort(-near_sims[row, top[row]])]
             new = [bank.phrases[j] for j in order if not own & set(content_words(bank.phrases[j]))][:ON_TOPIC]
             near.append(new or [bank.phrases[j] for j in order[:ON_TOPIC]])
-            cands = [j for j in (rng.randrange(len(bank.phrases)) for _ in range(120)) if sims[row, j] < OFF_TOPIC_MAX]
-            far.append([bank.phrases[j] for j in cands[:40]] or [rng.choice(list(QUALITIES))])
+            far.append(_far(bank, sims[row], rng))
     return near, far
+
+
+def _far(bank: Bank, sims: np.ndarray, rng: random.Random) -> list[str]:
+    """Up to 40 random bank phrases far from an intent (``sims``: its cosines to the bank)."""
+    cands = [j for j in (rng.randrange(len(bank.phrases)) for _ in range(120)) if sims[j] < OFF_TOPIC_MAX]
+    return [bank.phrases[j] for j in cands[:40]] or [rng.choice(list(QUALITIES))]
 
 
 def label(embed: Embedder, rows: list[tuple[str, str, str, str]]) -> list[Example]:
@@ -396,9 +426,8 @@ def build_train(n_intents: int, per_intent: int, seed: int = TRAIN_SEED, log: Ca
     bank = build_bank(embed, seed)
     log(f"bank: {len(bank.phrases)} descriptor phrases, {time.time() - t0:.0f}s")
     intents = open_world_intents(pools(), n_intents, seed, related=bank.related)
-    emb = embed(intents)
     rng = random.Random(seed)
-    near, far = _neighbours(bank, intents, emb, rng)
+    near, far = _neighbours(bank, intents, embed, rng)
     log(f"intents: {len(intents)} with neighbours, {time.time() - t0:.0f}s")
     rows = []
     for i, intent in enumerate(intents):
@@ -419,7 +448,7 @@ def build_eval(intents_tasks: list[tuple[str, str]], seed: int, tries: int = 8) 
     bank = build_bank(embed, seed)
     rng = random.Random(seed)
     intents = [i for _, i in intents_tasks]
-    near, far = _neighbours(bank, intents, embed(intents), rng)
+    near, far = _neighbours(bank, intents, embed, rng)
     combos = [(ln, r) for r in RELEVANCE for ln in LENGTHS]
     rows, want = [], []
     for k, (task, intent) in enumerate(intents_tasks):

@@ -265,7 +265,7 @@ default model of every slmkit command and the fp16 reference of the quality figu
 
 ## Data
 `slmkit.demo.dataset` (generator version {log['data']['generator_version']}, seed {log['data']['data_seed']}):
-{log['intents']:,} open-world intents of 2-8 words over broad English ("wonderwords" part-of-speech lists
+{log['intents']:,} open-world intents of 2-9 words over broad English ("wonderwords" part-of-speech lists
 and "wordfreq"'s 150k commonest words; a noun or adjective slot takes a rare word {100 * RARE_SHARE:.0f}% and a
 made-up word {100 * PSEUDO_SHARE:.0f}% of the time, so the model must copy words rather than recall them; brand-like
 names), most of the rest built around an anchor noun and its MiniLM neighbours; {log['examples']:,} examples ({log['train_tokens_per_epoch']:,} tokens).

@@ -1,4 +1,4 @@
-"""Open-world intents: free-form phrases of 2-8 words over broad English, as people type them.
+"""Open-world intents: free-form phrases of 2-9 words over broad English, as people type them.
 
 Shapes range from two words ("quiet harbor") to scenes ("a tailor sewing in a greenhouse"), wishes
 ("music for cooking"), how-tos, brand-like names ("Velora bakery sticker") and budgets. The evaluation
@@ -111,6 +111,11 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         lambda: f"{sty()} {art()} of {article(x := n())} {x} {g()} {n()}",
         lambda: f"best {n()} {n()} for {a()} {n()}",
         lambda: f"{n()} {g()} near {article(x := a())} {x} {n()} {tim()}",
+        # 6-9 words with the joints people use in long requests, so the last words are copied too
+        lambda: f"{art()} for my {n()} who loves {g()}",
+        lambda: f"{a()} {art()} about {a()} {n()} {n()}",
+        lambda: f"{n()} {g()} with {n()} in {article(x := a())} {x} {n()}",
+        lambda: f"{article(x := a())} {x} {n()} and {article(y := a())} {y} {n()} {tim()}",
     ]
 
     def draw() -> str:
@@ -131,7 +136,7 @@ def lexicon_heldout() -> tuple[str, ...]:
 
 def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None = None,
                        coherence: float = 0.75) -> list[str]:
-    """``n`` distinct free-form intents of 2-8 words, none with an evaluation word, seeded. ``related``
+    """``n`` distinct free-form intents of 2-9 words, none with an evaluation word, seeded. ``related``
     gives an anchor noun's neighbours (by sentence embedding) so that most intents hang together."""
     rng = random.Random(seed)
     draw = _drawer(pools, rng, related, coherence)
@@ -142,7 +147,7 @@ def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None 
     while len(out) < n:
         text = " ".join(draw().split())
         words = text.split()
-        if (text in seen or text in lexicon or not 2 <= len(words) <= 8
+        if (text in seen or text in lexicon or not 2 <= len(words) <= 9
                 or any(w in banned for w in content_words(text))):
             continue
         seen.add(text)
