@@ -256,7 +256,8 @@ class Runtime(ABC):
             if truncate:
                 return ids[len(ids) + max_new_tokens - self.n_ctx:]
             raise SlmkitError(f"prompt of {len(ids)} tokens plus max_new_tokens {max_new_tokens} exceeds "
-                              f"the context of {self.n_ctx} tokens (pass truncate=True to keep its last tokens)")
+                              f"the context of {self.n_ctx} tokens (to keep its last tokens: truncate=True in Python, "
+                              "--truncate on the command line)")
         return ids
 
     def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, sampling: Sampling, seed: int | None,

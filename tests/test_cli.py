@@ -113,6 +113,7 @@ def test_generate_streams_several_candidates_and_checks_its_arguments(tiny_demo,
     long = [str(tiny_demo), "cabin " * 300, "--max-new-tokens", "4", "--raw"]
     r = run_generate(*long)
     assert r.exit_code == 1 and "exceeds the context" in r.output and "Traceback" not in r.output
+    assert "--truncate on the command line" in r.output  # the CLI's flag, not only the Python argument
     assert run_generate(*long, "--truncate").exit_code == 0
 
 

@@ -2,8 +2,9 @@
 
 Training data is generated (seeded, reproducible) from broad English word lists (``words``), with
 on-topic content found by all-MiniLM-L6-v2 for any intent: a bank of descriptor phrases is ranked by
-relatedness to the intent, far-away phrases give off-topic content. An output copies the intent's own
-words and adds descriptors; its relevance control token is the bucket of its *measured* reward,
+relatedness to the intent's known words (generic qualities when it has none: a model cannot relate
+descriptors to a word it has not learned), far-away phrases give off-topic content. An output copies the
+intent's own words and adds descriptors; its relevance control token is the bucket of its *measured* reward,
 cosine(MiniLM(intent), MiniLM(output)), not of how it was built. Length and task controls as before.
 
 The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-written free-form

@@ -269,8 +269,12 @@ default model of every slmkit command and the fp16 reference of the quality figu
 and "wordfreq"'s 150k commonest words; a noun or adjective slot takes a rare word {100 * RARE_SHARE:.0f}% and a
 made-up word {100 * PSEUDO_SHARE:.0f}% of the time, so the model must copy words rather than recall them; brand-like
 names), most of the rest built around an anchor noun and its MiniLM neighbours; {log['examples']:,} examples ({log['train_tokens_per_epoch']:,} tokens).
-Outputs copy the intent's words and add descriptors that all-MiniLM-L6-v2 ranks nearest to the intent
-(off-topic ones far from it). Descriptors are concrete nouns (nearer MiniLM's concrete anchors than its
+Outputs copy the intent's words (a t2i prompt opens with the intent as written, no article put before it)
+and add descriptors that all-MiniLM-L6-v2 ranks nearest to the intent's known words: rare, made-up and
+brand-like words, a few times in the data each, are left out of the ranking, and an intent of such words only
+gets generic qualities ("soft lighting"), so the model learns to answer a word it does not know with
+descriptors that fit anything rather than arbitrary ones (off-topic descriptors are far from the whole
+intent). Descriptors are concrete nouns (nearer MiniLM's concrete anchors than its
 abstract ones, none near an unpleasant word), alone or paired with one of {len(DESCRIPTOR_ADJECTIVES)} adjectives people put in
 prompts (colour, material, texture, light, season, era, a pleasant mood) chosen by relatedness to the noun;
 the broad adjective pool stays in intents. The relevance control token is the bucket of the output's *measured*
@@ -284,7 +288,7 @@ of the training data: {log['data']['eval_words_in_training_data']} occurrences (
 batch {log['batch_blocks']} x {log['block']} packed tokens, {log['steps']} steps, {log['tokens_seen']:,} tokens
 ({log['epochs']:.2f} epochs), {log.get('precision', 'fp32')} matmuls (weights and optimizer fp32). This run: {log['device']},
 {log['threads']} threads, {log['train_seconds']} s ({log['tokens_seen'] / max(1, log['train_seconds']):,.0f} tokens/s; on this project's 2-core CPU with AVX512-BF16,
-bf16 autocast trains 2.5x faster than fp32, measured), so the recipe fits the 2-hour CPU budget. Generating the data takes about 20 min on the same CPU. Held-out
+bf16 autocast trained 1.3x (this run's machine) to 2.5x faster than fp32, measured), so the recipe fits the 2-hour CPU budget. Generating the data takes about 20 min on the same CPU. Held-out
 loss on the free-form evaluation texts {log['held_loss_fp32']:.4f} (perplexity {log['held_ppl_fp32']:.1f}; the
 intents' own words are unseen, so the prompt part is hard to predict; the output given its prompt is what matters).
 

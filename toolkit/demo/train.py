@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--inner", type=int, default=1536)
     ap.add_argument("--ctx", type=int, default=256, help="n_positions and the packed block length")
     ap.add_argument("--batch", type=int, default=16, help="blocks per step")
-    ap.add_argument("--steps", type=int, default=3400)
+    ap.add_argument("--steps", type=int, default=2700)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=200)
