@@ -98,9 +98,10 @@ def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = Fals
     Float models: logits within 1e-3. Dynamically quantized activations take their scale from the whole
     input, so a correct cache moves a quantized model's logits about as far as quantization itself does
     (the demo's int8 ONNX: up to 0.30 against a full pass, and 0.38 for the full pass against fp16); there
-    the cached next-token distribution must equal the full pass's: the same top-1 token and a KL below
-    ``CACHE_KL_QUANTIZED`` (measured noise up to 2e-4; a cache that drops or misplaces the past changes
-    the distribution itself).
+    the cached next-token distribution must equal the full pass's: a KL below ``CACHE_KL_QUANTIZED``
+    (measured noise up to 2e-4; a cache that drops or misplaces the past changes the distribution itself,
+    KL > 0.1). The top-1 token is reported, not required: a model with near-tied logits (random weights)
+    flips it on noise alone (KL 3e-5 on this project's CPU).
     """
     from slmkit.metrics import kl_divergence, log_softmax
 
@@ -117,5 +118,5 @@ def cache_consistency(runtime: Runtime, texts: list[str], quantized: bool = Fals
         same_top1 = same_top1 and int(np.argmax(last)) == int(np.argmax(full))
     if quantized:
         return {"texts": len(texts), "max_abs_diff": max_diff, "max_kl": max_kl, "same_top1": same_top1,
-                "kl_limit": CACHE_KL_QUANTIZED, "passed": same_top1 and max_kl <= CACHE_KL_QUANTIZED}
+                "kl_limit": CACHE_KL_QUANTIZED, "passed": max_kl <= CACHE_KL_QUANTIZED}
     return {"texts": len(texts), "max_abs_diff": max_diff, "max_kl": max_kl, "limit": 1e-3, "passed": max_diff <= 1e-3}
