@@ -94,8 +94,11 @@ def test_completions_match_slmkit_generate_for_the_same_seed(server, client, tin
 
 
 def test_n_candidates_are_the_clis_candidates(client, tiny_gguf):
-    r = client.completions.create(model=tiny_gguf.stem, prompt="red bicycle", max_tokens=12, n=3, **SAMPLING)
-    outs = cli_generate(tiny_gguf, "red bicycle", *CLI_SAMPLING, "--max-new-tokens", "12", "-n", "3", "--stream")
+    # the demo's own prompt format: a bare "red bicycle" is out of its distribution, where near-tied logits let
+    # batched and single-sequence decoding (float sums in another order) draw other tokens
+    prompt = "<|task:t2i|><|len:short|><|rel:high|> red bicycle<|out|>"
+    r = client.completions.create(model=tiny_gguf.stem, prompt=prompt, max_tokens=12, n=3, **SAMPLING)
+    outs = cli_generate(tiny_gguf, prompt, *CLI_SAMPLING, "--max-new-tokens", "12", "-n", "3", "--stream")
     assert [c.index for c in r.choices] == [0, 1, 2]
     assert [c.text for c in r.choices] == outs.split("\n")[:3]
 
