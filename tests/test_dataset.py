@@ -88,6 +88,9 @@ def test_outputs_copy_the_intent_and_never_repeat_a_piece(task):
                 assert out.startswith("still harbor, "), out
             pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")]
             assert len(pieces) == len(set(pieces)), out
+            # the intent once, as written, and no later piece copying it again (copies garbled under the
+            # repetition rule and looped without it)
+            assert pieces[0] == "still harbor" and not any("harbor" in p for p in pieces[1:]), out
 
 
 def test_descriptors_are_drawn_near_the_words_the_model_can_know():
@@ -111,7 +114,30 @@ def test_an_intent_of_unknown_words_gets_generic_descriptors():
                         frozenset({"harbor"}))
     near, far = dataset._neighbours(bank, ["still harbor", "velkorin"], Fake(), random.Random(0))
     assert near[0] and all(p.startswith("boat") for p in near[0]) and all(p.startswith("ledger") for p in far[0])
-    assert near[1] == list(dataset.GENERIC)
+    assert near[1] == []
+    rng = random.Random(0)
+    for task in TASKS:  # nothing near: every on-topic descriptor is one that fits any subject
+        for _ in range(20):
+            out = make_output(rng, "velkorin", task, "medium", Plan("full", 1.0), near[1], far[1])
+            pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")][1:]
+            fits_any = {*dataset.GENERIC[task], *dataset.TAG_EXTRAS, *(f"{s} style" for s in dataset.STYLES)}
+            assert set(pieces) <= fits_any, out
+
+
+@pytest.mark.parametrize("sea_cosine, near", [(0.6, ["boat", "sea glass"]), (0.3, ["boat"])])
+def test_on_topic_descriptors_are_only_the_clearly_near_ones(sea_cosine, near):
+    import random
+
+    import numpy as np
+
+    def embed(texts):
+        sea = [sea_cosine, (1 - sea_cosine ** 2) ** 0.5]
+        return np.array([[1.0, 0.0] if "harbor" in t or t == "boat" else sea if "sea" in t else [0.0, 1.0]
+                         for t in texts], np.float32)
+
+    phrases = ["boat", "sea glass", "ledger"]  # a bank smaller than the candidates ranked per intent
+    bank = dataset.Bank(phrases, embed(phrases), {}, {}, {}, frozenset({"harbor"}))
+    assert dataset._neighbours(bank, ["still harbor"], embed, random.Random(0))[0] == [near]
 
 
 def test_relevance_label_is_the_bucket_of_the_measured_reward():
