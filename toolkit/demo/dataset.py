@@ -2,8 +2,9 @@
 
 Training data is generated (seeded, reproducible) from broad English word lists (``words``), with
 on-topic content found by all-MiniLM-L6-v2 for any intent: a bank of descriptor phrases is ranked by
-relatedness to the intent's known words (generic qualities when it has none: a model cannot relate
-descriptors to a word it has not learned), far-away phrases give off-topic content. An output copies the
+relatedness to the intent's known words; only clearly near ones are kept, mixed with pieces that fit any
+subject (those alone when nothing is near: a model cannot relate descriptors to a word it has not learned);
+far-away phrases give off-topic content. An output copies the
 intent's own words and adds descriptors; its relevance control token is the bucket of its *measured* reward,
 cosine(MiniLM(intent), MiniLM(output)), not of how it was built. Length and task controls as before.
 
@@ -378,17 +379,20 @@ def _neighbours(bank: Bank, intents: list[str], embed: Callable[[list[str]], np.
     anchor_emb = dict(zip(uniq, embed(uniq))) if uniq else {}
     near_emb = np.stack([anchor_emb[a] if a else emb[k] for k, a in enumerate(anchors)]) if intents else emb
     near, far = [], []
+    k = min(3 * ON_TOPIC, len(bank.phrases) - 1)  # candidates ranked per intent
     for s in range(0, len(intents), 1024):
         sims = emb[s:s + 1024] @ bank.emb.T
         near_sims = near_emb[s:s + 1024] @ bank.emb.T
-        k = min(3 * ON_TOPIC, len(bank.phrases) - 1)
         top = np.argpartition(-near_sims, k, axis=1)[:, :k + 1]
         for row, intent in enumerate(intents[s:s + 1024]):
+            far.append(_far(bank, sims[row], rng))
+            if not anchors[s + row]:
+                near.append([])
+                continue
             own = set(content_words(intent))
             order = top[row][np.argsort(-near_sims[row, top[row]])]
             near.append([bank.phrases[j] for j in order if near_sims[row, j] >= NEAR_MIN
-                         and not own & set(content_words(bank.phrases[j]))][:ON_TOPIC] if anchors[s + row] else [])
-            far.append(_far(bank, sims[row], rng))
+                         and not own & set(content_words(bank.phrases[j]))][:ON_TOPIC])
     return near, far
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.demo.dataset import examples
+from slmkit.demo.dataset import NEAR_MIN, examples
 from slmkit.demo.intents import PSEUDO_SHARE, RARE_SHARE
 from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words
 from slmkit.errors import run_script
@@ -271,10 +271,11 @@ made-up word {100 * PSEUDO_SHARE:.0f}% of the time, so the model must copy words
 names), most of the rest built around an anchor noun and its MiniLM neighbours; {log['examples']:,} examples ({log['train_tokens_per_epoch']:,} tokens).
 Outputs copy the intent's words (a t2i prompt opens with the intent as written, no article put before it)
 and add descriptors that all-MiniLM-L6-v2 ranks nearest to the intent's known words: rare, made-up and
-brand-like words, a few times in the data each, are left out of the ranking, and an intent of such words only
-gets generic qualities ("soft lighting"), so the model learns to answer a word it does not know with
-descriptors that fit anything rather than arbitrary ones (off-topic descriptors are far from the whole
-intent). Descriptors are concrete nouns (nearer MiniLM's concrete anchors than its
+brand-like words, a few times in the data each, are left out of the ranking. Only clearly near ones are kept
+(cosine at least {NEAR_MIN}), mixed with pieces that fit any subject (qualities, search refinements, asset tags),
+which an intent of unknown words only gets, so the model learns to answer a word it does not know with pieces
+that fit anything rather than arbitrary ones (off-topic descriptors are far from the whole intent). The
+intent is copied once, as the first piece, and never again. Descriptors are concrete nouns (nearer MiniLM's concrete anchors than its
 abstract ones, none near an unpleasant word), alone or paired with one of {len(DESCRIPTOR_ADJECTIVES)} adjectives people put in
 prompts (colour, material, texture, light, season, era, a pleasant mood) chosen by relatedness to the noun;
 the broad adjective pool stays in intents. The relevance control token is the bucket of the output's *measured*
