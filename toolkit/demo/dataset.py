@@ -38,7 +38,7 @@ from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
 from slmkit.workload import CHECK_TEXTS, Workload
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
@@ -210,7 +210,7 @@ def _recommend(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iter
     # intent into word tags ("gifts dad, likes, fishing") and the model went on copying ("library, librde").
     yield _head(rng, intent, plan, c)
     while True:
-        yield rng.choice(TAG_EXTRAS) if rng.random() < 0.15 else c.term()
+        yield c.term()
 
 
 _PIECES = {"t2i": _t2i, "search": _search, "recommend": _recommend}

@@ -100,15 +100,18 @@ at noon; at midnight; at twilight; at sunrise; in winter; in autumn; in spring; 
 on a foggy morning; on a snowy evening; after the storm; under a full moon; under heavy clouds;
 in the blue hour; during a heatwave; on a windy afternoon; by candlelight; under starlight
 """))
+# The pieces that fit any subject (``dataset.GENERIC``), and all a model can add to an intent in words it
+# never learned: product refinements ("for sale", "maintenance", "setup") and format tags ("a4", "square
+# format", "dark mode") looked arbitrary beside "a robot reading in a library" or "jazz for studying".
 SEARCH_SUFFIXES = _clean(_lines("""
-ideas; guide; reviews; deals; online; near me; for sale; diy; examples; inspiration; checklist;
-comparison; on a budget; step by step; explained; for kids; for seniors; free download; printable;
-2025; 2026; pros and cons; alternatives; top rated; how it works; faq; setup; maintenance
+ideas; guide; tips; examples; inspiration; explained; best; top rated; reviews; recommendations;
+for beginners; 2026; overview; online; popular; latest; step by step; pictures; what to know;
+beginner guide; top picks; trends; advice
 """))
 TAG_EXTRAS = _clean(_lines("""
-editable; printable; high resolution; vector; template; layout; bundle; minimal; modern; elegant;
-playful; bold; clean; colorful; hand drawn; retro; trendy; seasonal; customizable; social media;
-a4; square format; portrait format; landscape format; dark mode; light mode
+modern; minimal; clean; bold; elegant; playful; retro; classic; colorful; trending; popular; top rated;
+highly rated; fan favorite; staff picks; new arrivals; bestseller; fresh; timeless; simple; stylish;
+cheerful; everyday; unique; seasonal
 """))
 # Adjectives an output's descriptors may use: what people put in image prompts, tags and searches
 # (colour, material, texture, light and weather, season, era, place, a pleasant mood); the broad adjective
