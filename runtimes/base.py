@@ -18,7 +18,7 @@ import numpy as np
 
 from slmkit.errors import SlmkitError
 from slmkit.metrics import log_softmax
-from slmkit.runtimes.sampling import Sampling, is_whole_number
+from slmkit.runtimes.sampling import Sampler, Sampling, is_whole_number
 from slmkit.tokenizer import TextTokenizer
 
 @dataclass(frozen=True)
@@ -260,13 +260,17 @@ class Runtime(ABC):
                               "--truncate on the command line)")
         return ids
 
+    def _sampler(self, settings: Sampling, seed: int | None) -> Sampler:
+        """One sequence's sampler; its n-gram rule reads the text as this runtime's tokenizer decodes it."""
+        return settings.sampler(seed, lambda ids: self.tokenizer.decode(ids, skip_special=True))
+
     def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, sampling: Sampling, seed: int | None,
                       truncate: bool = False) -> Iterator[int]:
         """Sampled token ids. The lock is held only while the backend computes, never across ``yield``:
         a stream that is paused or abandoned blocks no other call and no ``close()``. A call that runs
         while this stream is paused parks its state, and the stream restores it when it goes on."""
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
-        sampler = sampling.sampler(seed)
+        sampler = self._sampler(sampling, seed)
         seq = _Sequence()
         with self._lock:
             self._check_open()
@@ -341,7 +345,7 @@ class Runtime(ABC):
         """n candidates decoded as one batch; candidate i samples with seed + i."""
         settings = sampling_settings(sampling)
         ids = self._prompt_ids(prompt, max_new_tokens, truncate)
-        samplers = [settings.sampler(None if seed is None else seed + i) for i in range(n)]
+        samplers = [self._sampler(settings, None if seed is None else seed + i) for i in range(n)]
         eos = self.tokenizer.eos_id
         outs: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n

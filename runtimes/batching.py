@@ -69,7 +69,7 @@ class ContinuousBatch:
             self.rt._check_open()
             logits = self.rt._slot_prefill(slot, ids)
         handle, self._next = self._next, self._next + 1
-        self._seqs[handle] = _Seq(slot, settings.sampler(seed), TextAssembler(self.rt.tokenizer, stop, len(ids)),
+        self._seqs[handle] = _Seq(slot, self.rt._sampler(settings, seed), TextAssembler(self.rt.tokenizer, stop, len(ids)),
                                   max_new_tokens, logits, ignore_eos, logprobs)
         return handle
 

@@ -2,13 +2,16 @@
 
 :class:`Sampling` holds one call's settings (checked once, with one clear error per bad value);
 :meth:`Sampling.sampler` gives the per-sequence :class:`Sampler`, which applies the repetition rules
-(no-repeat n-gram, presence and frequency penalties: all over the *generated* tokens, so copying
-from the prompt stays possible) and then :func:`sample_token` (temperature, top-k, top-p, min-p).
+(presence and frequency penalties over the *generated* tokens; no-repeat n-gram over the generated
+*text*; neither looks at the prompt, so copying from it stays possible) and then :func:`sample_token`
+(temperature, top-k, top-p, min-p).
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -17,6 +20,7 @@ from slmkit.errors import SlmkitError
 SORT_CANDIDATES = 1024
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
 MAX_PENALTY = 2.0  # OpenAI's range for presence / frequency penalties is [-2, 2]
+UNITS = re.compile(r"\w+|[^\w\s]")  # what the no-repeat n-gram rule counts: words and punctuation marks
 
 
 def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 0.0, top_k: int = 0,
@@ -64,7 +68,10 @@ def is_whole_number(x: object) -> bool:
 @dataclass(frozen=True)
 class Sampling:
     """One call's sampling settings. Greedy when temperature is 0; penalties as OpenAI's API defines
-    them (logit -= presence * [count > 0] + frequency * count), counted over generated tokens only."""
+    them (logit -= presence * [count > 0] + frequency * count), counted over generated tokens only.
+    ``no_repeat_ngram`` n: no n words and punctuation marks (case-blind) occur twice in a row in the
+    generated text, however they are tokenized (a rule over token ids let a model respell a banned
+    piece: "close-up" came back as " c", "lo", "se", "-", "u", "p")."""
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
@@ -90,47 +97,63 @@ class Sampling:
         if not (is_whole_number(self.no_repeat_ngram) and 0 <= self.no_repeat_ngram <= 16):
             raise SlmkitError(f"no_repeat_ngram must be a whole number between 0 (off) and 16, got {self.no_repeat_ngram}")
 
-    def sampler(self, seed: int | None) -> "Sampler":
+    def sampler(self, seed: int | None, decode: Callable[[Sequence[int]], str] | None = None) -> "Sampler":
+        """A sequence's sampler; ``decode`` (token ids to text: the tokenizer's) serves the n-gram rule."""
         if seed is not None and not (is_whole_number(seed) and seed >= 0):
             raise SlmkitError(f"seed must be a whole number >= 0 (or None: unseeded), got {seed}")
-        return Sampler(self, np.random.default_rng(seed))
+        if self.no_repeat_ngram and decode is None:
+            raise SlmkitError("no_repeat_ngram needs the tokenizer's decode (Sampling.sampler(seed, decode))")
+        return Sampler(self, np.random.default_rng(seed), decode)
 
 
 class Sampler:
     """One sequence's sampling state: its random stream and the tokens it generated."""
 
-    def __init__(self, settings: Sampling, rng: np.random.Generator):
-        self.s, self.rng = settings, rng
+    def __init__(self, settings: Sampling, rng: np.random.Generator,
+                 decode: Callable[[Sequence[int]], str] | None = None):
+        self.s, self.rng, self.decode = settings, rng, decode
         self.tokens: list[int] = []
         self.counts: Counter[int] = Counter()
-        self.banned_after: dict[tuple[int, ...], set[int]] = {}
 
     def add(self, tok: int) -> None:
         """Record a generated token (not the end-of-text that stops the sequence)."""
         self.tokens.append(tok)
         self.counts[tok] += 1
-        n = self.s.no_repeat_ngram
-        if n and len(self.tokens) >= n:
-            gram = tuple(self.tokens[-n:])
-            self.banned_after.setdefault(gram[:-1], set()).add(gram[-1])
 
     def adjusted(self, logits: np.ndarray) -> np.ndarray:
-        """The logits after the repetition rules (a copy when any applies)."""
+        """The logits after the penalties (a copy when one applies)."""
         s, out = self.s, logits
         if (s.presence_penalty or s.frequency_penalty) and self.counts:
             out = out.astype(np.float32, copy=True)
             ids = np.fromiter(self.counts, dtype=np.int64, count=len(self.counts))
             counts = np.fromiter(self.counts.values(), dtype=np.float32, count=len(self.counts))
             out[ids] -= s.presence_penalty + s.frequency_penalty * counts
-        n = s.no_repeat_ngram
-        if n and len(self.tokens) >= n - 1:
-            banned = self.banned_after.get(tuple(self.tokens[len(self.tokens) - n + 1:]))
-            if banned:
-                out = out.copy() if out is logits else out
-                out[list(banned)] = -np.inf
         return out
 
+    def repeats(self, tok: int) -> bool:
+        """Whether ``tok`` would make the text's last ``no_repeat_ngram`` units (words, punctuation marks)
+        repeat earlier ones; the last unit counts as a repeat while it is the start of the earlier one's,
+        so no respelling of a banned word can begin."""
+        n = self.s.no_repeat_ngram
+        if not n or self.decode is None:
+            return False
+        units = UNITS.findall(self.decode([*self.tokens, tok]).lower())
+        if len(units) <= n:
+            return False
+        *head, last = units[-n:]
+        return any(units[i:i + n - 1] == head and units[i + n - 1].startswith(last)
+                   for i in range(len(units) - n))
+
     def next(self, logits: np.ndarray) -> int:
-        """The next token for these logits (not recorded: call :meth:`add` when it is kept)."""
+        """The next token for these logits (not recorded: call :meth:`add` when it is kept). A token that
+        would repeat an n-gram is struck out and the draw made again from what is left."""
         s = self.s
-        return sample_token(self.adjusted(logits), self.rng, s.temperature, s.top_k, s.top_p, s.min_p)
+        out = self.adjusted(logits)
+        while True:
+            tok = sample_token(out, self.rng, s.temperature, s.top_k, s.top_p, s.min_p)
+            if not self.repeats(tok):
+                return tok
+            out = out.copy() if out is logits else out
+            out[tok] = -np.inf
+            if not np.isfinite(out).any():
+                return tok  # every token would repeat: the rule gives way

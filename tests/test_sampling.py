@@ -122,12 +122,43 @@ def test_penalties_follow_openais_definition_over_generated_tokens_only():
     assert Sampling(temperature=1.0).sampler(0).adjusted(logits) is logits  # no rule: no copy
 
 
-def test_no_repeat_ngram_bans_exactly_the_token_that_would_repeat_an_ngram():
-    s = Sampling(no_repeat_ngram=3).sampler(0)
-    for tok in (1, 2, 3, 1, 2):
+def _words_sampler(n: int, vocab: list[str], **kw):
+    return Sampling(no_repeat_ngram=n, **kw).sampler(0, lambda ids: "".join(vocab[i] for i in ids))
+
+
+def test_no_repeat_ngram_strikes_out_the_token_that_would_repeat_words():
+    vocab = [" soft", " shadows", ",", " bokeh", " sharp", " focus", " soft shadows"]
+    s = _words_sampler(2, vocab)
+    for tok in (0, 1, 2, 3, 2):                 # " soft shadows, bokeh,"
         s.add(tok)
-    logits = np.zeros(6, np.float32)
-    logits[3] = 5.0
-    out = s.adjusted(logits)
-    assert out[3] == -np.inf and np.isfinite(np.delete(out, 3)).all()
-    assert s.next(logits) != 3  # greedy falls to the next best token
+    assert s.repeats(3) and s.repeats(6)        # ", bokeh" again; "soft shadows" in one token
+    assert not s.repeats(0) and not s.repeats(4)  # ", soft" and ", sharp" are new
+    logits = np.zeros(len(vocab), np.float32)
+    logits[3], logits[4] = 5.0, 4.0
+    assert s.next(logits) == 4                  # greedy falls to the next best
+    assert logits[3] == 5.0                     # the caller's logits are left alone
+
+
+def test_no_repeat_ngram_sees_through_respelling():
+    """A piece spelled with other tokens is the same words: " c" "lo" "se" "-" "u" "p" repeats "close-up"."""
+    vocab = [" close", "-", "up", ",", " c", "lo", "se", "u", "p", " bokeh", " bo"]
+    s = _words_sampler(2, vocab)
+    for tok in (0, 1, 2, 3, 9, 3):              # " close-up, bokeh,"
+        s.add(tok)
+    assert s.repeats(9) and s.repeats(10)       # ", bokeh" again, or the start of a respelling (", bo" "keh")
+    assert not s.repeats(4)                     # ", c": no piece after a comma began with it
+    s3 = _words_sampler(3, vocab)
+    for tok in (0, 1, 2, 3, 9, 3, 4, 5, 6, 1):  # " close-up, bokeh, close-": every 3-gram so far is new
+        s3.add(tok)
+    assert s3.repeats(7) and s3.repeats(2)      # "close - u", "close - up" again, however spelled
+    assert not s3.repeats(9)                    # "close - bokeh" is new
+
+
+def test_no_repeat_ngram_needs_a_decoder_and_gives_way_when_everything_repeats():
+    with pytest.raises(SlmkitError, match="decode"):
+        Sampling(no_repeat_ngram=2).sampler(0)
+    s = _words_sampler(1, [" a", " b"])
+    s.add(0)
+    s.add(1)
+    assert s.repeats(0) and s.repeats(1)
+    assert s.next(np.array([1.0, 0.0], np.float32)) == 1  # both struck out: the rule gives way

@@ -166,7 +166,7 @@ def check_texts(texts_file: str | None, model: "ModelFolder") -> list[str]:
               help="Random seed (candidate i uses seed + i).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Threads (default: the profile's).")
 @click.option("--no-repeat-ngram", type=click.IntRange(0, 16), default=DECODING["no_repeat_ngram"], show_default=True,
-              help="Never repeat an N-gram of the generated tokens (0 = off); the same rule on every backend.")
+              help="Never repeat N words / punctuation marks of the generated text, however tokenized (0 = off).")
 @click.option("--max-new-tokens", type=int, default=64, show_default=True)
 @click.option("--stop", multiple=True, help="End the output where this text begins (repeatable).")
 @click.option("--raw", is_flag=True,

@@ -193,10 +193,12 @@ CANDIDATES = 4  # sampled outputs per example, as the paper draws several candid
 BARS = {"relevance_ratio": 0.9, "carries_word": 0.95, "repeats": 0.05, "margin": 0.08}
 
 
-def run_all(runtime: Runtime, n: int, no_repeat_ngram: int = DECODING["no_repeat_ngram"], log_every: int = 0,
+def run_all(runtime: Runtime, n: int, rules: dict[str, float | int] | None = None, log_every: int = 0,
             candidates: int = CANDIDATES) -> dict[str, dict]:
     """Free-form and lexicon-style splits, greedy (one output; the CLI's defaults at temperature 0) and
-    sampled (``candidates`` outputs per example) with the CLI's default sampling."""
+    sampled (``candidates`` outputs per example) with the CLI's default sampling; ``rules`` overrides
+    the repetition rules of both (``presence_penalty``, ``no_repeat_ngram``: measuring them)."""
+    rules = rules or {}
     from slmkit.benchmarks.task_quality import MiniLmScorer
 
     scorer = MiniLmScorer()
@@ -204,9 +206,9 @@ def run_all(runtime: Runtime, n: int, no_repeat_ngram: int = DECODING["no_repeat
     for split in ("eval", "lexicon"):
         name = "free-form" if split == "eval" else "lexicon-style"
         out[f"{name}, greedy"] = evaluate(runtime, n, log_every, split=split, scorer=scorer,
-                                          decoding=GREEDY | {"no_repeat_ngram": no_repeat_ngram})
+                                          decoding=GREEDY | rules)
         out[f"{name}, sampled"] = evaluate(runtime, n, log_every, split=split, scorer=scorer, candidates=candidates,
-                                           decoding=DECODING | {"no_repeat_ngram": no_repeat_ngram})
+                                           decoding=DECODING | rules)
     return out
 
 
@@ -319,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=540, help="examples per split (multiple of 9)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-repeat-ngram", type=int, default=DECODING["no_repeat_ngram"])
+    ap.add_argument("--presence-penalty", type=float, default=DECODING["presence_penalty"])
     ap.add_argument("--candidates", type=int, default=CANDIDATES, help="sampled outputs per example")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     ap.add_argument("--card", action="store_true", help="(re)write the model folder's MODEL_CARD.md")
@@ -327,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     with ReferenceRuntime(args.model, threads=args.threads) as rt:
         print(f"evaluating {rt.info['model']} (fp16 reference), {args.n} examples per split", flush=True)
-        cols = run_all(rt, args.n, args.no_repeat_ngram, log_every=max(9, args.n // 5), candidates=args.candidates)
+        rules = {"no_repeat_ngram": args.no_repeat_ngram, "presence_penalty": args.presence_penalty}
+        cols = run_all(rt, args.n, rules, log_every=max(9, args.n // 5), candidates=args.candidates)
     print(markdown(cols))
     for what, ok in bars(cols):
         print(f"{'met' if ok else 'NOT met'}: {what}")
