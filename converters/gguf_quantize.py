@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import SlmkitError, held_interrupt
 from slmkit.files import atomic_path
 from slmkit.gguf_file import open_gguf
 
@@ -72,7 +72,8 @@ def quantize_gguf(src: Path, dest: Path, quant: str, threads: int = 0, embedding
         params.token_embedding_type = ggml
         params.output_tensor_type = ggml
     with atomic_path(dest) as tmp:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        with held_interrupt():  # else a Ctrl-C inside llama.cpp's log callback is lost
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
         if rc != 0:
             raise SlmkitError(f"llama.cpp failed to quantize {src.name} to {quant} (code {rc})")
         result = read_result(tmp, quant)

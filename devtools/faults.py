@@ -70,29 +70,44 @@ def leftover_temps(folder: Path) -> list[str]:
     return [p.name for p in folder.glob(TMP_PREFIX + "*")] if folder.is_dir() else []
 
 
+DONE_LINE = "manifest.json in"  # the last line `slmkit quantize` prints, once every artifact is listed
+
+
 def interrupt(model: Path, fmt: str, out: Path, sig: int, delay_s: float) -> dict:
-    """Start a quantize, send ``sig`` after ``delay_s``; returns its exit code, stderr's last line and
-    whether it was still running when signalled (a quantize that had already finished tests nothing)."""
+    """Start a quantize, send ``sig`` after ``delay_s``; returns its exit code, stderr's last line, whether it
+    was still running when signalled (a quantize that had already finished tests nothing) and whether its
+    work was already done then (it had printed its last line and was only exiting)."""
     # Ctrl-C's default disposition in the child: a parent started in the background by a non-interactive shell
     # ignores SIGINT, children inherit that, and Python then never raises KeyboardInterrupt (the quantize
     # would run to its end and exit 0, as one fresh-clone run launched with `sh -c '...' &` showed)
-    p = subprocess.Popen(quantize_command(model, fmt, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(delay_s)
-    running = p.poll() is None
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=120)
+    with tempfile.TemporaryFile("w+") as stdout:
+        p = subprocess.Popen(quantize_command(model, fmt, out), stdout=stdout, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay_s)
+        running = p.poll() is None
+        p.send_signal(sig)
+        stdout.seek(0)
+        done = DONE_LINE in stdout.read()  # read right after the signal: printed before it, or about to be
+        _, err = p.communicate(timeout=120)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     return {"returncode": p.returncode, "last_line": lines[-1] if lines else "", "traceback": "Traceback" in err,
-            "running_when_signalled": running}
+            "running_when_signalled": running, "done_when_signalled": done}
+
+
+def finished_anyway(r: dict) -> bool:
+    """The signal reached a quantize whose work was done: a Ctrl-C that lands while the interpreter shuts down
+    (about a second here) can no longer raise KeyboardInterrupt, so it exits 0, rightly, and tests nothing.
+    A Ctrl-C swallowed while the work still ran would exit 0 without this."""
+    return r["returncode"] == 0 and r["done_when_signalled"]
 
 
 def interrupt_running(model: Path, fmt: str, out: Path, sig: int, delay_s: float, tries: int = 4) -> dict:
     """:func:`interrupt`, with the delay halved while the quantize finishes before the signal (this
-    machine's speed drifts, so a delay measured once can outlast a later run)."""
+    machine's speed drifts, so a delay measured once can outlast a later run) or as it lands."""
     for _ in range(tries):
         r = interrupt(model, fmt, out, sig, delay_s)
-        if r["running_when_signalled"]:
+        if r["running_when_signalled"] and not finished_anyway(r):
             break
         delay_s /= 2
     return r
@@ -120,7 +135,7 @@ def campaign(model: Path, fmt: str, work: Path, kills: int) -> dict:
     duration = timed_quantize(model, fmt, out)
     previous = artifact_hashes(out)
     row = {"format": fmt, "quantize_s": round(duration, 2), "faults": 0, "lost_or_corrupt": 0,
-           "leftover_temps_after_sigint": 0, "unclear_errors": 0, "problems": []}
+           "leftover_temps_after_sigint": 0, "unclear_errors": 0, "sigint_ignored": 0, "problems": []}
     delays = [duration * (i + 0.5) / kills for i in range(kills)]
     for sig in (signal.SIGINT, signal.SIGKILL):
         for delay in delays:
@@ -132,6 +147,9 @@ def campaign(model: Path, fmt: str, work: Path, kills: int) -> dict:
             if sig == signal.SIGINT and r["returncode"] != 0:
                 row["leftover_temps_after_sigint"] += len(leftover_temps(out))
                 row["unclear_errors"] += r["traceback"]
+            elif sig == signal.SIGINT and r["running_when_signalled"] and not finished_anyway(r):
+                row["sigint_ignored"] += 1  # exit 0 although the work was still running
+                row["problems"].append(f"SIGINT at {delay:.2f}s: ignored, the quantize ran to its end")
     sizes = sorted({p.stat().st_size for p in out.iterdir() if p.is_file()})
     for limit in [1000] + sizes[len(sizes) // 2:][:4]:
         fresh = work / f"full-{fmt}-{limit}"
@@ -159,16 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         model = write_random_gpt2(Path(tmp) / "tiny", n_embd=64, n_layer=2, n_head=4)
         rows = [campaign(model, fmt, Path(tmp), args.kills) for fmt in args.formats.split(",")]
     print("| format | quantize s | faults injected | artifacts lost or corrupted | temp files left after SIGINT | "
-          "errors without a one-line message |")
-    print("|---|---|---|---|---|---|")
+          "errors without a one-line message | Ctrl-C ignored while working |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['format']} | {r['quantize_s']} | {r['faults']} | {r['lost_or_corrupt']} | "
-              f"{r['leftover_temps_after_sigint']} | {r['unclear_errors']} |")
+              f"{r['leftover_temps_after_sigint']} | {r['unclear_errors']} | {r['sigint_ignored']} |")
         for p in r["problems"][:10]:
             print("  " + p)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    return 1 if any(r["lost_or_corrupt"] or r["unclear_errors"] or r["leftover_temps_after_sigint"] for r in rows) else 0
+    return 1 if any(r["lost_or_corrupt"] or r["unclear_errors"] or r["leftover_temps_after_sigint"] or r["sigint_ignored"]
+                    for r in rows) else 0
 
 
 if __name__ == "__main__":

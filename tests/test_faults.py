@@ -93,6 +93,41 @@ def test_gguf_writer_never_leaves_a_short_file_on_a_full_disk(tiny_demo, tmp_pat
     assert results == {str(c): "could not write " + str(out / f"capped-{c}.gguf") for c in caps}
     assert list(out.iterdir()) == []
 
+QUANTIZE_LOOP = """
+import sys, time
+from pathlib import Path
+from slmkit.converters.gguf_quantize import quantize_gguf
+from slmkit.converters.gguf_writer import write_gguf
+from slmkit.model_folder import open_model_folder
+
+src = write_gguf(open_model_folder(Path(sys.argv[1])), Path(sys.argv[2]) / "src.gguf")
+print("ready", flush=True)
+start = time.monotonic()
+while time.monotonic() - start < 20:
+    quantize_gguf(src, Path(sys.argv[2]) / "q.gguf", "q4_k_m", threads=1)
+print("ran to the end", flush=True)
+"""
+
+
+def test_ctrl_c_inside_llama_quantize_is_not_lost(tiny_demo, tmp_path):
+    """llama.cpp calls back into Python to log while it quantizes; a KeyboardInterrupt raised inside that ctypes
+    callback used to be swallowed, so Ctrl-C was lost and the quantize ran on. The loop spends nearly all its
+    time inside llama_model_quantize, so the signal lands there."""
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", QUANTIZE_LOOP, str(tiny_demo), str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert "ran to the end" not in out and "Exception ignored" not in err
+    assert p.returncode == -signal.SIGINT and err.rstrip().endswith("KeyboardInterrupt"), err[-500:]
+    assert leftover_temps(tmp_path) == []  # the interrupted file's temp is gone too
+
+
 @pytest.fixture(scope="module")
 def tiny_artifacts(tiny_demo, tmp_path_factory) -> dict[str, Path]:
     from tests.conftest import quantize_ok

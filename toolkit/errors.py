@@ -1,8 +1,11 @@
 """The exception types slmkit raises for bad input; the CLI prints them as one line."""
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 
@@ -38,3 +41,26 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+@contextmanager
+def held_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C that lands inside the block and raise KeyboardInterrupt as it ends.
+
+    For native calls that call back into Python: llama-cpp-python logs through a ctypes callback, and a
+    KeyboardInterrupt raised inside a callback is swallowed ("Exception ignored on calling ctypes callback
+    function"), so a Ctrl-C during llama.cpp's quantize was lost and the command ran on and exited 0. Only the
+    main thread's default handler is replaced; an ignored SIGINT or an application's own handler is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
