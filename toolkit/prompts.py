@@ -29,8 +29,8 @@ RELEVANCE: dict[str, tuple[float, float]] = {"high": (0.65, 1.01), "mid": (0.35,
 
 # The demo task's default sampling (the CLI's, bench's and the evaluation's "sampled"), chosen by
 # measurement on the free-form evaluation set (the demo's MODEL_CARD.md): min-p keeps a copied word's
-# pieces exact while descriptors stay varied; the presence penalty and the no-repeat bigram rule keep
-# pieces from coming back.
+# pieces exact while descriptors stay varied; the presence penalty and no repeated pair of words (or
+# punctuation marks) keep pieces from coming back.
 DECODING: dict[str, float | int] = {"temperature": 0.7, "top_p": 0.95, "min_p": 0.2, "presence_penalty": 1.0,
                                     "no_repeat_ngram": 2}
 

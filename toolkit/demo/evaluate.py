@@ -300,7 +300,7 @@ intents' own words are unseen, so the prompt part is hard to predict; the output
 combination in equal numbers. Greedy: one output per example; sampled: {sampled['candidates']} seeded
 outputs per example with the CLI's default sampling (temperature {sampled['temperature']}, top-p {sampled['top_p']},
 min-p {sampled.get('min_p', 0)}, presence penalty {sampled.get('presence_penalty', 0)}); no_repeat_ngram
-{decoding.get('no_repeat_ngram', 0)} in both. Free-form: hand-written intents whose
+{decoding.get('no_repeat_ngram', 0)} (words and punctuation marks of the generated text) in both. Free-form: hand-written intents whose
 words the model never saw; lexicon-style: the previous demo's held-out "modifier subject artifact" intents.
 
 {markdown(cols)}
