@@ -157,3 +157,45 @@ def test_labelling_uses_the_scorer():
     rows = dataset.label(Fake(), [("still harbor", "t2i", "short", "a still harbor, boats"),
                                   ("still harbor", "t2i", "short", "a ledger, tax form, sums")])
     assert [r.relevance for r in rows] == ["high", "low"] and rows[0].reward == 1.0 and rows[1].reward == 0.0
+
+
+def _typed_form(intent: str) -> bool:
+    """Whether an intent is typed as people type: a capital, a digit, a non-ASCII letter or punctuation."""
+    return any(c.isupper() or c.isdigit() or not c.isascii() or c in "?!&'\".-$%" for c in intent)
+
+
+def test_typed_set_is_hand_written_in_every_typed_form_and_task():
+    from slmkit.demo.intents import LOANWORDS
+    from slmkit.demo.words import typed_intents
+
+    rows = typed_intents()
+    assert len(rows) >= 45 and {t for t, _ in rows} == set(TASKS) and len({i for _, i in rows}) == len(rows)
+    intents = [i for _, i in rows]
+    assert all(_typed_form(i) and "," not in i and "|" not in i for i in intents)
+    forms = {"capital": any(c.isupper() for c in " ".join(intents)), "digit": any(c.isdigit() for c in " ".join(intents)),
+             "accent": any(not c.isascii() for c in " ".join(intents)), "question": any("?" in i for i in intents),
+             "ampersand": any("&" in i for i in intents), "possessive": any("'s" in i for i in intents)}
+    assert all(forms.values()), forms
+    # accent copying is measured on words the generator's loanwords do not hold
+    typed_words = {w.lower().strip("?!.\"'") for i in intents for w in i.split()}
+    assert not typed_words & {w.lower() for w in LOANWORDS}
+
+
+def test_a_share_of_training_intents_is_typed_as_people_type():
+    import random
+
+    from slmkit.demo.intents import TYPED_SHARE, open_world_intents, typed
+    from slmkit.demo.words import pools
+
+    intents = open_world_intents(pools(), 3000, seed=5)
+    share = sum(map(_typed_form, intents)) / len(intents)
+    assert TYPED_SHARE - 0.08 < share < TYPED_SHARE + 0.12, share  # a few lower-case drawn shapes carry digits
+    # an intent's words never break the output format, and evaluation words stay out after typing too
+    assert not any("," in i or "|" in i for i in intents)
+    banned = excluded_words()
+    assert not any(w in banned for i in intents for w in content_words(i))
+    rng = random.Random(0)
+    forms = [typed(rng, "vintage lamp and wooden desk sticker") for _ in range(300)]
+    assert any(any(w.isupper() and len(w) > 1 for w in f.split()) for f in forms) and any(not f.isascii() for f in forms)
+    assert any("&" in f for f in forms) and any(any(c.isdigit() for c in f) for f in forms)
+    assert all(f.lower().replace("'s", "").strip("?!") != "" for f in forms)

@@ -23,9 +23,10 @@ import numpy as np
 
 from slmkit.demo.dataset import NEAR_MIN, examples
 from slmkit.demo.intents import PSEUDO_SHARE, RARE_SHARE
-from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words
+from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words, typed_intents
 from slmkit.errors import run_script
-from slmkit.prompts import DECODING, LENGTHS, RELEVANCE, SEP, TASKS, follows_format, length_bucket, output_text
+from slmkit.prompts import (DECODING, LENGTHS, RELEVANCE, SEP, TASKS, build_prompt, follows_format, length_bucket,
+                            output_text)
 from slmkit.runtimes.base import Runtime
 
 MAX_NEW_TOKENS = 72
@@ -150,6 +151,44 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, decoding: dict 
         "seconds": round(time.time() - t0, 1),
         "samples": [{"prompt": e.prompt, "output": o} for e, o in pairs[:36 * candidates:4 * candidates]],
     }
+
+
+def typed_figures(runtime: Runtime, decoding: dict, candidates: int = 4, seed: int = 0, scorer=None) -> dict:
+    """The intents people type with capitals, codes, accents and punctuation (``data/typed_intents.tsv``), each
+    asked for high relevance and medium length, ``candidates`` sampled outputs each: MiniLM relevance, the
+    share carrying a word of the intent, every word (case-folded), the whole intent exactly as typed, and
+    outputs with a broken character (U+FFFD: tokens that do not decode as UTF-8)."""
+    if scorer is None:
+        from slmkit.benchmarks.task_quality import MiniLmScorer
+
+        scorer = MiniLmScorer()
+    pairs: list[tuple[str, str]] = []
+    t0 = time.time()
+    for k, (task, intent) in enumerate(typed_intents()):
+        outs = runtime.generate(build_prompt(intent, task, "medium", "high"), n=candidates,
+                                max_new_tokens=MAX_NEW_TOKENS, seed=seed + k * candidates, **decoding)
+        pairs += [(intent, output_text(o)) for o in ([outs] if isinstance(outs, str) else outs)]
+    rel = relevance_scores(scorer, [i for i, _ in pairs], [o for _, o in pairs])
+    return {"intents": len(typed_intents()), "candidates": len(pairs), "relevance_high": _mean(rel),
+            "carries_intent_word": _mean([carries_intent_word(i, o) for i, o in pairs]),
+            "carries_every_intent_word": _mean([carries_every_intent_word(i, o) for i, o in pairs]),
+            "copies_as_typed": _mean([i in o for i, o in pairs]),
+            "broken_characters": _mean(["\ufffd" in o for _, o in pairs]),
+            "repeated_piece_rate": _mean([repeats_a_piece(o) for _, o in pairs]),
+            "decoding": decoding | {"seed": seed, "candidates": candidates}, "seconds": round(time.time() - t0, 1),
+            "samples": [{"intent": i, "output": o} for i, o in pairs[::candidates]]}
+
+
+def typed_markdown(fig: dict) -> str:
+    return "\n".join([
+        f"| typed intents ({fig['intents']} x {fig['candidates'] // fig['intents']} sampled, high relevance) | |",
+        "|---|---|",
+        f"| relevance (MiniLM cosine) | {fig['relevance_high']:.3f} |",
+        f"| carries a word of its intent | {100 * fig['carries_intent_word']:.1f}% |",
+        f"| carries every word of its intent (case-folded) | {100 * fig['carries_every_intent_word']:.1f}% |",
+        f"| holds the intent exactly as typed | {100 * fig['copies_as_typed']:.1f}% |",
+        f"| holds a broken character (U+FFFD) | {100 * fig['broken_characters']:.1f}% |",
+        f"| repeats a piece | {100 * fig['repeated_piece_rate']:.1f}% |"])
 
 
 def markdown(cols: dict[str, dict]) -> str:
@@ -327,7 +366,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--card", action="store_true", help="(re)write the model folder's MODEL_CARD.md")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("card_notes.md"),
                     help="Markdown appended to the model card (default: card_notes.md beside this module)")
+    ap.add_argument("--typed", action="store_true",
+                    help="only the intents typed with capitals, codes, accents and punctuation (data/typed_intents.tsv)")
     args = ap.parse_args(argv)
+    if args.typed:
+        with ReferenceRuntime(args.model, threads=args.threads) as rt:
+            decoding = {k: v for k, v in DECODING.items() if k not in ("no_repeat_ngram", "presence_penalty")}
+            decoding |= {"no_repeat_ngram": args.no_repeat_ngram, "presence_penalty": args.presence_penalty}
+            fig = typed_figures(rt, decoding, candidates=args.candidates)
+        print(typed_markdown(fig))
+        for row in fig["samples"]:
+            print(f"  {row['intent']}\n    -> {row['output']}")
+        if args.json:
+            args.json.write_text(json.dumps({"typed": fig}, indent=2, ensure_ascii=False) + "\n")
+        return
     with ReferenceRuntime(args.model, threads=args.threads) as rt:
         print(f"evaluating {rt.info['model']} (fp16 reference), {args.n} examples per split", flush=True)
         rules = {"no_repeat_ngram": args.no_repeat_ngram, "presence_penalty": args.presence_penalty}

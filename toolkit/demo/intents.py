@@ -1,7 +1,8 @@
 """Open-world intents: free-form phrases of 2-9 words over broad English, as people type them.
 
 Shapes range from two words ("quiet harbor") to scenes ("a tailor sewing in a greenhouse"), wishes
-("music for cooking"), how-tos, brand-like names ("Velora bakery sticker") and budgets. The evaluation
+("music for cooking"), how-tos, brand-like names ("Velora bakery sticker") and budgets; some are typed as
+people type (capitals, product codes, accents, punctuation: "Velora X-200 bakery sticker?"). The evaluation
 sets are the hand-written free-form intents (``words.freeform_intents``) and the old lexicon-style
 held-out intents (modifier x subject x artifact), kept to compare the two.
 """
@@ -34,6 +35,61 @@ Related = Callable[[str, str], Sequence[str]]  # (kind, anchor noun) -> words of
 
 RARE_SHARE = 0.45    # a noun or adjective slot takes a rare word
 PSEUDO_SHARE = 0.15  # ... or a made-up one
+TYPED_SHARE = 0.3    # an intent written as people type it: capitals, model numbers, accents, punctuation
+
+_ACCENTS = {"a": "áàâä", "e": "éèêë", "i": "íï", "o": "óôö", "u": "úüû", "n": "ñ", "c": "ç"}
+# Words people type with their accents; the evaluation's typed intents use others (data/typed_intents.tsv)
+LOANWORDS = tuple("""
+crème soufflé entrée purée rosé décor fiancée résumé naïve façade jalapeño piñata señora mañana açaí
+über fräulein gemütlich smörgåsbord Zürich Málaga Bogotá Curaçao Île Mérida Genève Göteborg Dvořák Björn
+""".split())
+
+
+def _model_code(rng: random.Random) -> str:
+    """A product code, number or ordinal as people write them ("F40", "X-200", "15", "60th", "2026")."""
+    letter = rng.choice("ABCDEFGHKLMNPRSTVXZ")
+    return rng.choice([f"{letter}{rng.randint(1, 99)}", f"{letter}-{rng.randint(100, 900)}", str(rng.randint(2, 16)),
+                       f"{rng.randint(2, 90)}th", str(rng.randint(1990, 2030)), f"{letter}{letter.lower()}{rng.randint(2, 9)}"])
+
+
+def typed(rng: random.Random, text: str) -> str:
+    """``text`` as a person might type it, one way or two: a capital letter, a title-cased or shouted word,
+    a product code or number, an accented letter, a possessive, "&", a question or exclamation mark. The
+    shipped v8 saw only lower-case ASCII words and mangled all of these ("Ferrari Fer Fisky" for "Ferrari
+    F40 on a mountain road", nothing of "ÇA VA? café à Paris")."""
+    words = text.split()
+    content = [k for k, w in enumerate(words) if content_words(w) and w == w.lower()]
+    for kind in rng.sample(_TYPINGS, 2 if rng.random() < 0.2 else 1):
+        if kind == "sentence":
+            words[0] = words[0][:1].upper() + words[0][1:]
+        elif kind == "title":
+            words = [w[:1].upper() + w[1:] if content_words(w) else w for w in words]
+        elif kind == "shout" and content:
+            k = rng.choice(content)
+            words[k] = words[k].upper()
+        elif kind == "shout all" and len(words) <= 4:
+            words = [w.upper() for w in words]
+        elif kind == "code":
+            words.insert(rng.randint(1, len(words)), _model_code(rng))
+        elif kind == "accent":  # a brand-like name takes one ("Zénloria"), else an accented word joins
+            names = [k for k, w in enumerate(words) if w[:1].isupper() and k > 0]
+            spots = [i for i, ch in enumerate(words[names[0]]) if ch in _ACCENTS] if names else []
+            if spots:
+                w, i = words[names[0]], rng.choice(spots)
+                words[names[0]] = w[:i] + rng.choice(_ACCENTS[w[i]]) + w[i + 1:]
+            else:
+                words.insert(rng.randint(0, len(words) - 1), rng.choice(LOANWORDS))
+        elif kind == "possessive" and len(content) >= 2 and content[0] + 1 == content[1]:
+            words[content[0]] += "'s"
+        elif kind == "ampersand" and "and" in words:
+            words[words.index("and")] = "&"
+        elif kind == "question":
+            words[-1] += rng.choice(["?", "?", "!"])
+    return " ".join(words)
+
+
+_TYPINGS = ("sentence", "sentence", "title", "shout", "shout all", "code", "code", "accent", "accent", "possessive",
+            "ampersand", "question")
 
 
 def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> Callable[[], str]:
@@ -146,6 +202,8 @@ def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None 
     out: list[str] = []
     while len(out) < n:
         text = " ".join(draw().split())
+        if rng.random() < TYPED_SHARE:
+            text = typed(rng, text)
         words = text.split()
         if (text in seen or text in lexicon or not 2 <= len(words) <= 9
                 or any(w in banned for w in content_words(text))):

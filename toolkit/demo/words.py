@@ -42,15 +42,28 @@ def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
-@functools.cache
-def freeform_intents() -> tuple[tuple[str, str], ...]:
-    """The hand-written evaluation intents: ``(task, intent)`` pairs, in file order."""
+def _task_lines(path: Path) -> tuple[tuple[str, str], ...]:
     rows = []
-    for line in FREEFORM_FILE.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             task, intent = line.split("\t")
             rows.append((task.strip(), intent.strip()))
     return tuple(rows)
+
+
+@functools.cache
+def freeform_intents() -> tuple[tuple[str, str], ...]:
+    """The hand-written evaluation intents: ``(task, intent)`` pairs, in file order."""
+    return _task_lines(FREEFORM_FILE)
+
+
+TYPED_FILE = DATA / "typed_intents.tsv"
+
+
+@functools.cache
+def typed_intents() -> tuple[tuple[str, str], ...]:
+    """The hand-written intents typed as people type them: ``(task, intent)`` pairs, in file order."""
+    return _task_lines(TYPED_FILE)
 
 
 @functools.cache
