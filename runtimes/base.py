@@ -261,8 +261,9 @@ class Runtime(ABC):
         return ids
 
     def _sampler(self, settings: Sampling, seed: int | None) -> Sampler:
-        """One sequence's sampler; its n-gram rule reads the text as this runtime's tokenizer decodes it."""
-        return settings.sampler(seed, lambda ids: self.tokenizer.decode(ids, skip_special=True))
+        """One sequence's sampler; its n-gram rule reads the text as this runtime's tokenizer decodes it, and
+        its valid-text rule the tokenizer's bytes."""
+        return settings.sampler(seed, lambda ids: self.tokenizer.decode(ids, skip_special=True), self.tokenizer)
 
     def _token_stream(self, prompt: str | Sequence[int], max_new_tokens: int, sampling: Sampling, seed: int | None,
                       truncate: bool = False) -> Iterator[int]:

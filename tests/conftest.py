@@ -38,7 +38,7 @@ def decode_by_full_forward(rt, prompt: str, max_new_tokens: int, seed: int = 0, 
     from slmkit.runtimes.sampling import Sampling
 
     ids = rt.tokenize(prompt)
-    sampler = Sampling(**sampling).sampler(seed, lambda t: rt.tokenizer.decode(t, skip_special=True))
+    sampler = Sampling(**sampling).sampler(seed, lambda t: rt.tokenizer.decode(t, skip_special=True), rt.tokenizer)
     out: list[int] = []
     for _ in range(max_new_tokens):
         tok = sampler.next(rt.score(ids + out)[-1])

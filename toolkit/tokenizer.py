@@ -6,6 +6,8 @@ recognised in input text and kept whole.
 """
 from __future__ import annotations
 
+import functools
+
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +16,7 @@ from slmkit.errors import SlmkitError, first_line
 from slmkit.prompts import EOS
 
 if TYPE_CHECKING:
+    import numpy as np
     import tokenizers
 
 
@@ -78,6 +81,14 @@ def _add_declared_tokens(tok: "tokenizers.Tokenizer", folder: Path) -> None:
         if tok.token_to_id(t) != i:
             raise SlmkitError(f"{folder}: added token {t[:40]!r} is declared with id {i} but the vocabulary "
                               f"gives it {tok.token_to_id(t)}")
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character that stands for each byte in a token's text."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    chars = {b: chr(b) for b in kept}
+    chars |= {b: chr(256 + n) for n, b in enumerate(b for b in range(256) if b not in chars)}
+    return {c: b for b, c in chars.items()}
 
 
 class TextTokenizer:
@@ -158,3 +169,26 @@ class TextTokenizer:
 
     def vocab(self) -> dict[str, int]:
         return self._tok.get_vocab(with_added_tokens=True)
+
+    @functools.cached_property
+    def token_bytes(self) -> tuple[bytes, ...]:
+        """Each token id's bytes in the text (b"" for special tokens, which decode to nothing): a byte-level
+        token may hold part of a UTF-8 character, which the sampler's valid-text rule tracks."""
+        alphabet, special = _byte_alphabet(), set(self._tok.get_added_tokens_decoder())
+        out = []
+        for i in range(self.vocab_size):
+            text = self._tok.id_to_token(i) or ""
+            if i in special or not text:
+                out.append(b"")
+            elif all(c in alphabet for c in text):
+                out.append(bytes(alphabet[c] for c in text))
+            else:  # an added, non-special token: its text as written
+                out.append(text.encode("utf-8"))
+        return tuple(out)
+
+    @functools.cached_property
+    def starts_inside_char(self) -> "np.ndarray":
+        """Per token id: whether its bytes open with a UTF-8 continuation byte (it can only go on a character)."""
+        import numpy as np
+
+        return np.array([bool(b) and 0x80 <= b[0] <= 0xBF for b in self.token_bytes], dtype=bool)
