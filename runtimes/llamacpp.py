@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,45 @@ from slmkit.tokenizer import TextTokenizer, tokenizer_kind
 # them sleep instead; it must be set before llama_cpp loads.
 if os.environ.get("SLMKIT_OMP_PASSIVE") == "1":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+# llama.cpp's AMX backend (Intel Xeons since Sapphire Rapids) repacks Q4 / Q8 weights at load and then
+# segfaults in its mat-mul on the demo model (seen here on a Xeon with AMX_INT8 = 1, both Q8_0 and Q4_0;
+# ggml-org/llama.cpp#20824 reports the same, machine-dependent and unfixed). On such a CPU, or with
+# SLMKIT_LLAMA_REPACK=0, weights stay in plain CPU buffers (llama_model_params.use_extra_bufts = False,
+# llama-cli's --no-repack); elsewhere the repacked kernels (AVX2, arm64) are kept.
+_PARAMS_LOCK = threading.Lock()
+
+
+def repack_weights(llama_cpp) -> bool:
+    """Whether llama.cpp may move weights into its extra (repacked, AMX) buffer types on this CPU."""
+    if os.environ.get("SLMKIT_LLAMA_REPACK") == "0":
+        return False
+    return b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info()
+
+
+def new_llama(**kwargs):
+    """``llama_cpp.Llama(**kwargs)``, with extra buffer types off where :func:`repack_weights` says so
+    (llama-cpp-python takes no such argument: its default model parameters are wrapped for this load)."""
+    import llama_cpp
+    from llama_cpp import llama as llama_module
+
+    if repack_weights(llama_cpp):
+        return llama_cpp.Llama(**kwargs)
+    lib = llama_module.llama_cpp
+    with _PARAMS_LOCK:
+        default = lib.llama_model_default_params
+
+        def no_repack():
+            params = default()
+            params.use_extra_bufts = False
+            return params
+
+        lib.llama_model_default_params = no_repack
+        try:
+            return llama_cpp.Llama(**kwargs)
+        finally:
+            lib.llama_model_default_params = default
 
 
 def _tokenizer_for(path: Path, meta: GgufInfo) -> TextTokenizer:
@@ -55,9 +95,9 @@ class LlamaCppRuntime(Runtime):
             # flash attention: decode measured 14-18% faster on the 124M shape (RESULTS.md); a Ctrl-C during the
             # load would be lost in llama.cpp's log callback
             with held_interrupt():
-                self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                                            n_threads=threads, n_threads_batch=threads, logits_all=False,
-                                            flash_attn=True, verbose=False)
+                self._llm = new_llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+                                      n_threads=threads, n_threads_batch=threads, logits_all=False,
+                                      flash_attn=True, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise SlmkitError(f"{path}: llama.cpp could not load the file ({e})") from None
         self._multi: _BatchedContext | None = None
@@ -67,6 +107,7 @@ class LlamaCppRuntime(Runtime):
                               f"({self._llm.n_vocab()})")
         super().__init__(tokenizer, n_ctx, {"format": "gguf", "quant": _quant_name(meta.file_type),
                                             "file": str(path), "threads": threads,
+                                            "repacked_weights": repack_weights(llama_cpp),
                                             "tensor_types": dict(Counter(meta.tensor_types.values())),
                                             "bits_per_weight": round(meta.bits_per_weight, 3),
                                             "sha256": sha256 or sha256_file(path)})

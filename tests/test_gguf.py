@@ -12,7 +12,7 @@ from slmkit.errors import SlmkitError
 from slmkit.files import sha256_file
 from slmkit.model_folder import open_model_folder
 from slmkit.prompts import build_prompt
-from slmkit.runtimes.llamacpp import LlamaCppRuntime
+from slmkit.runtimes.llamacpp import LlamaCppRuntime, new_llama, repack_weights
 from slmkit.runtimes.reference import ReferenceRuntime
 from slmkit.runtimes.sampling import Sampling
 from slmkit.synthetic import write_random_gpt2
@@ -86,9 +86,46 @@ def test_generate_stream_and_seed_through_runtime_and_llama_cpp_directly(small, 
         assert rt.info["format"] == "gguf" and rt.info["sha256"] == sha256_file(path)
         greedy = rt.generate(p, max_new_tokens=4)
     # llama.cpp's own decode loop on the same file gives the same greedy tokens
-    llm = llama_cpp.Llama(str(path), n_ctx=64, n_threads=1, verbose=False)
+    llm = new_llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False)
     assert llm(p, max_tokens=4, temperature=0)["choices"][0]["text"] == greedy
     llm.close()
+
+
+class _System:
+    def __init__(self, info: bytes):
+        self.info = info
+
+    def llama_print_system_info(self) -> bytes:
+        return self.info
+
+
+def test_weights_are_not_repacked_for_amx(monkeypatch):
+    """llama.cpp's AMX backend segfaults on these models (seen on a Xeon with AMX_INT8): no extra buffer
+    types there, or when SLMKIT_LLAMA_REPACK=0; AVX2 / arm64 repacking stays on elsewhere."""
+    monkeypatch.delenv("SLMKIT_LLAMA_REPACK", raising=False)
+    assert repack_weights(_System(b"CPU : AVX2 = 1 | REPACK = 1 | "))
+    assert not repack_weights(_System(b"CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 | "))
+    monkeypatch.setenv("SLMKIT_LLAMA_REPACK", "0")
+    assert not repack_weights(_System(b"CPU : AVX2 = 1 | REPACK = 1 | "))
+
+
+def test_unrepacked_weights_give_the_same_text(small, quantized, monkeypatch):
+    """With repacking off, every quantized type loads, runs and says so; its greedy text is the one llama.cpp's
+    default gives where that default can run (not on an AMX CPU, where it would segfault)."""
+    import llama_cpp
+
+    out, _ = quantized
+    p = build_prompt("holiday sale flyer", "search")
+    for name in ("Q8_0", "Q4_K_M", "Q4_0"):
+        path = out / f"{small.name}-{name}.gguf"
+        monkeypatch.setenv("SLMKIT_LLAMA_REPACK", "0")
+        with LlamaCppRuntime(path, threads=1) as rt:
+            plain = rt.generate(p, max_new_tokens=8)
+            assert rt.info["repacked_weights"] is False and len(rt.tokenize(plain)) >= 4, name
+        monkeypatch.delenv("SLMKIT_LLAMA_REPACK")
+        if repack_weights(llama_cpp):
+            with LlamaCppRuntime(path, threads=1) as rt:
+                assert rt.info["repacked_weights"] is True and rt.generate(p, max_new_tokens=8) == plain, name
 
 
 def test_standalone_gguf_decodes_with_its_own_vocabulary(small, quantized, tmp_path):
