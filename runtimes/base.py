@@ -31,14 +31,19 @@ class TokenLogprob:
     top: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def of(cls, tokenizer: TextTokenizer, logits: np.ndarray, tok: int, top: int) -> "TokenLogprob":
+    def of(cls, tokenizer: TextTokenizer, logits: np.ndarray, tok: int, top: int,
+           text: str | None = None) -> "TokenLogprob":
+        """``text``: the token's share of the generated text (:attr:`TextAssembler.piece`), so that the tokens
+        join to the text even where a character spans several byte-level tokens; default: the token decoded
+        alone."""
         lp = log_softmax(logits)
         best: np.ndarray = np.empty(0, dtype=np.int64)
         if top > 0:  # the top tokens, most likely first, ties by id: without sorting the whole vocabulary
             top = min(top, len(lp))
             cand = np.flatnonzero(lp >= np.partition(lp, -top)[-top])
             best = cand[np.argsort(-lp[cand], kind="stable")][:top]
-        return cls(tokenizer.decode([tok]), float(lp[tok]), tuple((tokenizer.decode([int(i)]), float(lp[i])) for i in best))
+        token = tokenizer.decode([tok]) if text is None else text
+        return cls(token, float(lp[tok]), tuple((tokenizer.decode([int(i)]), float(lp[i])) for i in best))
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class TextAssembler:
         self.tokenizer, self.stop, self.prompt_tokens = tokenizer, list(stop), prompt_tokens
         self.text, self.sent, self.count = "", "", 0
         self.window: list[int] = []  # tokens whose bytes do not yet end on a whole UTF-8 character
+        # the text the last add() or end() appended: a byte fragment of a character adds "", the token that
+        # completes it the whole character
+        self.piece = ""
         self.hold = max((len(x) for x in self.stop if x), default=1) - 1
 
     def add(self, tok: int) -> Chunk:
@@ -89,8 +97,9 @@ class TextAssembler:
         self.window.append(tok)
         piece = self.tokenizer.decode(self.window)  # byte-level BPE: pieces decode independently
         if piece.endswith("\ufffd"):
+            self.piece = ""
             return Chunk("", self.prompt_tokens, self.count)
-        self.window = []
+        self.window, self.piece = [], piece
         self.text += piece
         cut = stop_index(self.text, self.stop)
         if cut is not None:
@@ -99,7 +108,8 @@ class TextAssembler:
 
     def end(self, reason: str) -> Chunk:
         """The last chunk when generation ends without a stop string: "stop" (end-of-text) or "length"."""
-        self.text += self.tokenizer.decode(self.window) if self.window else ""
+        self.piece = self.tokenizer.decode(self.window) if self.window else ""
+        self.text += self.piece
         self.window = []
         cut = stop_index(self.text, self.stop)
         return self._chunk(len(self.text) if cut is None else cut, reason if cut is None else "stop")

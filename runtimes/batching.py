@@ -94,11 +94,14 @@ class ContinuousBatch:
             else:
                 seq.sampler.add(tok)
                 chunk = seq.text.add(tok)
+                piece = seq.text.piece
                 if chunk.finish is None and chunk.tokens == seq.max_new_tokens:
                     last = seq.text.end("length")
+                    piece += seq.text.piece
                     chunk = Chunk(chunk.text + last.text, chunk.prompt_tokens, chunk.tokens, last.finish)
                 if seq.logprobs is not None:
-                    chunk = replace(chunk, logprobs=(TokenLogprob.of(self.rt.tokenizer, seq.logits, tok, seq.logprobs),))
+                    lp = TokenLogprob.of(self.rt.tokenizer, seq.logits, tok, seq.logprobs, text=piece)
+                    chunk = replace(chunk, logprobs=(lp,))
             out.append((handle, chunk))
             if chunk.finish is None:
                 going.append((handle, tok))

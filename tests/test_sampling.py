@@ -202,3 +202,23 @@ def test_generated_text_never_holds_a_broken_character(demo_artifacts):
         for intent, task in intents:
             outs = rt.generate(build_prompt(intent, task), n=6, max_new_tokens=40, seed=1, **DECODING)
             assert not any("\ufffd" in o for o in outs), outs
+
+
+def test_token_logprobs_join_to_the_text_when_a_character_spans_tokens():
+    """A character that byte-level BPE splits over tokens: the server's logprobs give its fragments "" and the
+    token that completes it the whole character, so the tokens join to the text (and text_offset stays inside
+    it) rather than to a row of U+FFFD."""
+    from slmkit.model_folder import DEMO_MODEL
+    from slmkit.runtimes.base import TextAssembler, TokenLogprob
+    from slmkit.tokenizer import TextTokenizer
+
+    tok = TextTokenizer.from_folder(DEMO_MODEL)
+    text = " 廞 harbor café"
+    ids = tok.encode(text)
+    assert any(tok.decode([i]).endswith("\ufffd") for i in ids)  # the character spans tokens
+    asm, logits, tokens = TextAssembler(tok, [], 0), np.zeros(tok.vocab_size, dtype=np.float32), []
+    for i in ids:
+        asm.add(i)
+        tokens.append(TokenLogprob.of(tok, logits, i, 2, text=asm.piece).token)
+    assert "".join(tokens) == text and "" in tokens
+    assert TokenLogprob.of(tok, logits, ids[0], 0).token == tok.decode([ids[0]])  # no text: the token alone
