@@ -54,6 +54,9 @@ def new_llama(**kwargs):
     if repack_weights(llama_cpp):
         return llama_cpp.Llama(**kwargs)
     lib = llama_module.llama_cpp
+    if "use_extra_bufts" not in dict(lib.llama_model_params._fields_):
+        raise SlmkitError(f"llama-cpp-python {llama_cpp.__version__} cannot load without repacked weights, which "
+                          "segfault on this CPU (AMX): install llama-cpp-python >= 0.3.36")
     with _PARAMS_LOCK:
         default = lib.llama_model_default_params
 
