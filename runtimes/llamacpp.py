@@ -9,6 +9,7 @@ llama.cpp's reused output buffer; files are validated in Python before llama.cpp
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from collections import Counter
@@ -72,6 +73,18 @@ def new_llama(**kwargs):
             lib.llama_model_default_params = default
 
 
+def _native(method):
+    """Run a method that calls into llama.cpp with Ctrl-C held (:func:`held_interrupt`): llama.cpp logs through
+    llama-cpp-python's Python callback (creating and freeing the contexts of n candidates and of continuous
+    batching, closing a model), and a KeyboardInterrupt raised inside that callback is swallowed, so a Ctrl-C
+    there was lost: a quantize's checks ran on and exited 0 (a CI failure)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with held_interrupt():
+            return method(self, *args, **kwargs)
+    return run
+
+
 def _tokenizer_for(path: Path, meta: GgufInfo) -> TextTokenizer:
     if tokenizer_kind(path.parent):
         return TextTokenizer.from_folder(path.parent)
@@ -115,14 +128,17 @@ class LlamaCppRuntime(Runtime):
                                             "bits_per_weight": round(meta.bits_per_weight, 3),
                                             "sha256": sha256 or sha256_file(path)})
 
+    @_native
     def llama_tokenize(self, text: str) -> list[int]:
         """llama.cpp's own tokenization (control tokens parsed, no BOS): for parity checks."""
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    @_native
     def _reset(self) -> None:
         self._llm.reset()
         self._llm._ctx.kv_cache_clear()  # so that appending never has stale cells to remove
 
+    @_native
     def _save(self) -> tuple[ctypes.Array, int]:
         """Sequence 0's KV cells, copied out (llama_state_seq_get_data), and its length."""
         import llama_cpp
@@ -134,6 +150,7 @@ class LlamaCppRuntime(Runtime):
             raise SlmkitError("llama.cpp could not save a paused stream's state")
         return buf, self._llm.n_tokens
 
+    @_native
     def _restore(self, state: tuple[ctypes.Array, int]) -> None:
         import llama_cpp
 
@@ -143,6 +160,7 @@ class LlamaCppRuntime(Runtime):
             raise SlmkitError("llama.cpp could not restore a paused stream's state")
         self._llm.n_tokens = n_tokens
 
+    @_native
     def _eval(self, ids: Sequence[int], all_logits: bool = True) -> np.ndarray:
         # One llama_decode per call (n_batch = n_ctx), asking for logits only where they are needed:
         # Llama.eval would compute the head for every prompt token and keep an n_ctx x n_vocab buffer.
@@ -161,6 +179,7 @@ class LlamaCppRuntime(Runtime):
         ctypes.memmove(row.ctypes.data, llm._ctx.get_logits_ith(-1), 4 * vocab)
         return row
 
+    @_native
     def _fork(self, n: int, prompt: Sequence[int], length: int) -> None:
         cells = -(-length // 256) * 256
         # Rebuilt for another (n, cells), never reused when larger: the result of a call must not depend
@@ -170,6 +189,7 @@ class LlamaCppRuntime(Runtime):
             self._multi = _BatchedContext(self._llm, n, cells, max(self.n_ctx, n))
         self._multi.prefill(prompt, 0, n)
 
+    @_native
     def _eval_batch(self, tokens: Sequence[int]) -> np.ndarray:
         return self._multi.step(range(len(tokens)), tokens)
 
@@ -179,24 +199,30 @@ class LlamaCppRuntime(Runtime):
         self._multi = None
 
     # continuous batching: a third context whose sequences are the slots, each at its own position
+    @_native
     def _slots_open(self, n: int) -> None:
         self._slots_close()
         self._slots = _BatchedContext(self._llm, n, -(-self.n_ctx // 256) * 256, max(self.n_ctx, n))
 
+    @_native
     def _slot_prefill(self, slot: int, ids: Sequence[int]) -> np.ndarray:
         return self._slots.prefill(ids, slot)
 
+    @_native
     def _slots_step(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
         return self._slots.step(slots, tokens)
 
+    @_native
     def _slot_free(self, slot: int) -> None:
         self._slots.forget(slot)
 
+    @_native
     def _slots_close(self) -> None:
         if self._slots is not None:
             self._slots.close()
         self._slots = None
 
+    @_native
     def _close(self) -> None:
         self._close_multi()
         self._slots_close()

@@ -323,3 +323,35 @@ def test_finite_logits_check_fails_on_nan():
     assert result == {"texts": 2, "bad_texts": 2, "passed": False}
     with pytest.raises(SlmkitError, match="x.gguf: its logits are not finite"):
         require("finite_logits", result, "x.gguf")
+
+
+def test_a_ctrl_c_inside_llama_cpps_log_callback_is_not_lost(small, quantized):
+    """llama.cpp logs through a Python callback (creating and freeing the contexts of n candidates, for one); a
+    Ctrl-C that landed there was swallowed ("Exception ignored on calling ctypes callback function") and the
+    work ran on. Here the callback sends the SIGINT itself, so it lands inside it every time: the call must
+    still end in KeyboardInterrupt."""
+    import ctypes
+    import os
+    import signal
+
+    import llama_cpp
+    from llama_cpp import _logger
+
+    out, _ = quantized
+    fired = []
+
+    @llama_cpp.llama_log_callback
+    def interrupting(level, text, user_data):
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with LlamaCppRuntime(out / f"{small.name}-Q8_0.gguf", threads=1) as rt:
+        prompt = build_prompt("holiday sale flyer")
+        llama_cpp.llama_log_set(interrupting, ctypes.c_void_p(0))
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                rt.generate(prompt, n=2, max_new_tokens=4, temperature=0.8, seed=1)
+        finally:
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        assert fired and len(rt.generate(prompt, n=2, max_new_tokens=4, temperature=0.8, seed=1)) == 2
