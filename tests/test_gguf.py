@@ -348,10 +348,13 @@ def test_a_ctrl_c_inside_llama_cpps_log_callback_is_not_lost(small, quantized):
 
     with LlamaCppRuntime(out / f"{small.name}-Q8_0.gguf", threads=1) as rt:
         prompt = build_prompt("holiday sale flyer")
+        # Python's own Ctrl-C handler, as in a terminal (a run started in the background by a shell ignores SIGINT)
+        before = signal.signal(signal.SIGINT, signal.default_int_handler)
         llama_cpp.llama_log_set(interrupting, ctypes.c_void_p(0))
         try:
             with pytest.raises(KeyboardInterrupt):
                 rt.generate(prompt, n=2, max_new_tokens=4, temperature=0.8, seed=1)
         finally:
             llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+            signal.signal(signal.SIGINT, before)
         assert fired and len(rt.generate(prompt, n=2, max_new_tokens=4, temperature=0.8, seed=1)) == 2
