@@ -217,3 +217,29 @@ def test_an_artifact_that_fails_its_checks_never_stands_under_its_name(tiny_demo
                                  "--threads", "1"])
     assert r.exit_code == 1 and "logits differ from the fp16 reference" in r.output
     assert not list((tmp_path / "gguf").glob("*.gguf")) and folder_problems(tmp_path / "gguf") == []
+
+
+@pytest.mark.parametrize("entry", ["run_script", "console"])
+def test_a_ctrl_c_that_python_swallows_still_ends_interrupted(entry):
+    """A KeyboardInterrupt raised inside an object's __del__ is swallowed by Python ("Exception ignored in");
+    a quantize whose Ctrl-C landed in the regex package's __del__ ran on and exited 0. The entry points remember
+    the signal: the command ends "interrupted" with 130 all the same."""
+    import subprocess
+    import sys
+
+    body = ("import os, signal, gc\n"
+            "class Finalized:\n"
+            "    def __del__(self):\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "def main():\n"
+            "    Finalized(); gc.collect()\n"
+            "    return 0\n")
+    if entry == "run_script":
+        code = body + "from slmkit.errors import run_script\nrun_script(main)\n"
+    else:  # the console script around a command that swallows the Ctrl-C and exits 0, as click does on success
+        code = body + ("import slmkit.cli, slmkit.__main__\n"
+                       "def fake():\n    main(); raise SystemExit(0)\n"
+                       "slmkit.cli.main = fake\nslmkit.__main__.run()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.returncode == 130 and p.stderr.strip().splitlines()[-1] == "interrupted", (p.returncode, p.stderr)

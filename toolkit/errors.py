@@ -29,15 +29,42 @@ def first_line(e: BaseException, limit: int = 120) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in line)
 
 
+_INTERRUPTED = threading.Event()
+
+
+def _record_interrupt(signum: int, frame: object) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def record_interrupts() -> None:
+    """Python's Ctrl-C handler, remembering that it fired: a KeyboardInterrupt raised where Python swallows it
+    (an object's ``__del__``, seen in the regex package during a quantize; a ctypes callback) is then not lost,
+    since :func:`interrupted` still says so when the command ends. Only the main thread's default handler is
+    replaced."""
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _record_interrupt)
+
+
+def interrupted() -> bool:
+    """Whether a Ctrl-C reached this process since :func:`record_interrupts` (raised, held or swallowed)."""
+    return _INTERRUPTED.is_set()
+
+
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Run a ``python -m slmkit....`` script's ``main``: a SlmkitError ends as one ``error:`` line and its exit
-    code, Ctrl-C as ``interrupted`` and 130, never a traceback; otherwise exit with what ``main`` returns."""
+    code, Ctrl-C as ``interrupted`` and 130 (also one that Python swallowed on the way), never a traceback;
+    otherwise exit with what ``main`` returns."""
+    record_interrupts()
     try:
         code = main()
     except SlmkitError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
+        code = 130
+    if interrupted():
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
@@ -52,8 +79,9 @@ def held_interrupt() -> Iterator[None]:
     function"), so a Ctrl-C during llama.cpp's quantize was lost and the command ran on and exited 0. Only the
     main thread's default handler is replaced; an ignored SIGINT or an application's own handler is left alone.
     """
+    previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            or previous not in (signal.default_int_handler, _record_interrupt):
         yield
         return
     held: list[int] = []
@@ -61,6 +89,7 @@ def held_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if held:
+        _INTERRUPTED.set()
         raise KeyboardInterrupt
