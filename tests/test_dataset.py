@@ -199,3 +199,17 @@ def test_a_share_of_training_intents_is_typed_as_people_type():
     assert any(any(w.isupper() and len(w) > 1 for w in f.split()) for f in forms) and any(not f.isascii() for f in forms)
     assert any("&" in f for f in forms) and any(any(c.isdigit() for c in f) for f in forms)
     assert all(f.lower().replace("'s", "").strip("?!") != "" for f in forms)
+
+
+def test_training_intents_use_the_determiners_and_joints_people_type():
+    # generators up to 9 wrote "a"/"an" only, and v9 copied "cabin in the snowy mountains" as "cabin in theory ..."
+    from slmkit.demo.intents import open_world_intents, plural
+    from slmkit.demo.words import pools
+
+    intents = [i.lower() for i in open_world_intents(pools(), 3000, seed=5)]
+    def share(word: str) -> float:
+        return sum(f" {word} " in f" {i} " for i in intents) / len(intents)
+    assert share("the") > 0.12 and share("my") > 0.01 and share("a") > 0.05
+    assert share("by") > 0.005 and share("over") > 0.005 and share("through") > 0.005
+    assert [plural(w) for w in ("mountain", "box", "city", "day", "fisherman", "human", "leaf")] == [
+        "mountains", "boxes", "cities", "days", "fishermen", "humans", "leaves"]

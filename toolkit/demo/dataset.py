@@ -10,8 +10,9 @@ cosine(MiniLM(intent), MiniLM(output)), not of how it was built. Length and task
 
 The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-written free-form
 intents; ``data/eval_lexicon.jsonl``: the old lexicon-style held-out intents), so reading them needs
-neither the word lists nor the scorer. Generator 9 changed only the training intents (a share typed with
-capitals, codes, accents and punctuation), so the eval files of generator 8 stand; the hand-written typed
+neither the word lists nor the scorer. Generators 9 and 10 changed only the training intents (9: a share
+typed with capitals, codes, accents and punctuation; 10: "the", "my", plurals and everyday prepositions), so
+the eval files of generator 8 stand; the hand-written typed
 intents (``data/typed_intents.tsv``) are asked directly (``evaluate --typed``).
 
     python -m slmkit.demo.dataset build --out out/demo-data/train.jsonl     # the training data
@@ -40,7 +41,7 @@ from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
 from slmkit.workload import CHECK_TEXTS, Workload
 
-GENERATOR_VERSION = 9  # 9: a share of training intents typed as people type (intents.typed)
+GENERATOR_VERSION = 10  # 10: "the", "my" and plurals in intents, everyday prepositions (intents.determiner)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
