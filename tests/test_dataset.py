@@ -213,3 +213,12 @@ def test_training_intents_use_the_determiners_and_joints_people_type():
     assert share("by") > 0.005 and share("over") > 0.005 and share("through") > 0.005
     assert [plural(w) for w in ("mountain", "box", "city", "day", "fisherman", "human", "leaf")] == [
         "mountains", "boxes", "cities", "days", "fishermen", "humans", "leaves"]
+
+
+def test_everyday_set_is_hand_written_lower_case_requests_in_every_task():
+    from slmkit.demo.words import everyday_intents
+
+    rows = everyday_intents()
+    assert len(rows) >= 45 and {t for t, _ in rows} == set(TASKS)
+    assert all(i == i.lower() and i.isascii() and 2 <= len(i.split()) <= 8 for _, i in rows)
+    assert sum(" the " in f" {i} " for _, i in rows) >= 15 and len({i for _, i in rows}) == len(rows)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from slmkit.demo.evaluate import evaluate, typed_figures
+from slmkit.demo.evaluate import evaluate, set_figures
 from slmkit.prompts import DECODING
 from slmkit.model_folder import DEMO_MODEL, open_model_folder
 from slmkit.runtimes.reference import ReferenceRuntime
@@ -51,7 +51,7 @@ def test_intents_typed_with_capitals_codes_and_accents_come_through():
     ..."), high relevance, the CLI's sampling. The full measure (48 x 4, `evaluate --typed`): 64% kept exactly as
     typed, every word in 71%, relevance 0.69 (v8, trained on lower-case intents only: 13%, 19%, 0.47)."""
     with ReferenceRuntime(threads=2) as ref:
-        fig = typed_figures(ref, DECODING, candidates=2)
+        fig = set_figures(ref, DECODING, candidates=2)
     assert fig["carries_intent_word"] >= 0.95 and fig["copies_as_typed"] >= 0.45, fig["samples"][:8]
     assert fig["relevance_high"] >= 0.6 and fig["broken_characters"] == 0 and fig["repeated_piece_rate"] <= 0.05
 

@@ -79,11 +79,11 @@ def test_copy_metrics_tell_a_garbled_copy_from_an_exact_one():
     assert repeats_a_piece("tags: a, b, a") and not repeats_a_piece("a | b | a b")
 
 
-def test_typed_figures_tell_a_copy_as_typed_from_a_case_folded_or_broken_one():
+def test_set_figures_tell_a_copy_as_typed_from_a_case_folded_or_broken_one():
     """The typed-intent figures, with a stand-in runtime that answers each intent in a known way."""
     import numpy as np
 
-    from slmkit.demo.evaluate import typed_figures
+    from slmkit.demo.evaluate import set_figures
     from slmkit.demo.words import typed_intents
 
     class Answers:
@@ -100,11 +100,17 @@ def test_typed_figures_tell_a_copy_as_typed_from_a_case_folded_or_broken_one():
             return np.ones((len(texts), 4)) / 2.0  # every pair at cosine 1
 
     rows = typed_intents()
-    exact = typed_figures(Answers(lambda i: f"{i}, bokeh"), {"temperature": 0.7}, candidates=2, scorer=Scorer())
+    exact = set_figures(Answers(lambda i: f"{i}, bokeh"), {"temperature": 0.7}, candidates=2, scorer=Scorer())
     assert exact["candidates"] == 2 * len(rows) and exact["copies_as_typed"] == 1.0
     assert exact["broken_characters"] == 0.0 and exact["relevance_high"] == 1.0
-    folded = typed_figures(Answers(lambda i: f"{i.lower()}, bokeh"), {}, candidates=1, scorer=Scorer())
+    folded = set_figures(Answers(lambda i: f"{i.lower()}, bokeh"), {}, candidates=1, scorer=Scorer())
     assert folded["copies_as_typed"] < 0.1 and folded["carries_every_intent_word"] == 1.0
-    broken = typed_figures(Answers(lambda i: f"{i[:-1]}\ufffd, bokeh, bokeh"), {}, candidates=1, scorer=Scorer())
+    broken = set_figures(Answers(lambda i: f"{i[:-1]}\ufffd, bokeh, bokeh"), {}, candidates=1, scorer=Scorer())
     assert broken["broken_characters"] == 1.0 and broken["repeated_piece_rate"] == 1.0
-    assert broken["copies_as_typed"] == 0.0
+    assert broken["copies_as_typed"] == 0.0 and len(broken["misses"]) == len(rows)
+    # the everyday set is asked as written and with a capital first letter, each a set of its own
+    for name in ("everyday", "everyday, capital first letter"):
+        fig = set_figures(Answers(lambda i: f"{i}, bokeh"), {}, name, candidates=1, scorer=Scorer())
+        assert fig["copies_as_typed"] == 1.0 and not fig["misses"] and fig["set"].startswith("everyday intents")
+        intents = [s["intent"] for s in fig["samples"]]
+        assert all(i[0].isupper() == (name != "everyday") for i in intents), intents[:3]

@@ -12,8 +12,8 @@ The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-wri
 intents; ``data/eval_lexicon.jsonl``: the old lexicon-style held-out intents), so reading them needs
 neither the word lists nor the scorer. Generators 9 and 10 changed only the training intents (9: a share
 typed with capitals, codes, accents and punctuation; 10: "the", "my", plurals and everyday prepositions), so
-the eval files of generator 8 stand; the hand-written typed
-intents (``data/typed_intents.tsv``) are asked directly (``evaluate --typed``).
+the eval files of generator 8 stand; the hand-written typed and everyday intents
+(``data/typed_intents.tsv``, ``data/everyday_intents.tsv``) are asked directly (``evaluate --set``).
 
     python -m slmkit.demo.dataset build --out out/demo-data/train.jsonl     # the training data
     python -m slmkit.demo.dataset eval-files                                 # rewrite the shipped eval files

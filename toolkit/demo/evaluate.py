@@ -1,14 +1,16 @@
 """Does the demo model do its task on intents people write? Perplexity, controls and relevance.
 
-    python -m slmkit.demo.evaluate [MODEL] [--split eval|lexicon] [--n 540] [--json FILE] [--card]
+    python -m slmkit.demo.evaluate [MODEL] [--n 540] [--json FILE] [--card]
+    python -m slmkit.demo.evaluate [MODEL] --set typed|everyday [--json FILE]
 
 On the shipped evaluation examples (``eval``: hand-written free-form intents none of whose words the
 model saw in training; ``lexicon``: the old demo's lexicon-style held-out intents), every length x
 relevance combination in equal numbers, it reports perplexity of the whole text and of the output
 given the prompt, and for generated outputs: format per task, length-bucket accuracy, MiniLM relevance
 cosine(intent, output) per requested relevance bucket, the share of outputs carrying a word of their
-intent, repeated pieces and distinct outputs. The generator's own outputs give the ceiling. Works on
-any slmkit Runtime.
+intent, repeated pieces and distinct outputs. The generator's own outputs give the ceiling. ``--set``
+asks a hand-written set directly instead (typed: capitals, codes, accents; everyday: the lower-case requests
+people type most) and lists every output that does not hold its intent as typed. Works on any slmkit Runtime.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from slmkit.demo.dataset import NEAR_MIN, examples
 from slmkit.demo.intents import PSEUDO_SHARE, RARE_SHARE
-from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words, typed_intents
+from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words, everyday_intents, typed_intents
 from slmkit.errors import run_script
 from slmkit.prompts import (DECODING, LENGTHS, RELEVANCE, SEP, TASKS, build_prompt, follows_format, length_bucket,
                             output_text)
@@ -153,35 +155,53 @@ def evaluate(runtime: Runtime, n: int = 540, log_every: int = 0, decoding: dict 
     }
 
 
-def typed_figures(runtime: Runtime, decoding: dict, candidates: int = 4, seed: int = 0, scorer=None) -> dict:
-    """The intents people type with capitals, codes, accents and punctuation (``data/typed_intents.tsv``), each
-    asked for high relevance and medium length, ``candidates`` sampled outputs each: MiniLM relevance, the
-    share carrying a word of the intent, every word (case-folded), the whole intent exactly as typed, and
-    outputs with a broken character (U+FFFD: tokens that do not decode as UTF-8)."""
+def _capital_first(rows: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    return [(task, intent[:1].upper() + intent[1:]) for task, intent in rows]
+
+
+# The hand-written intent sets asked directly (no shipped examples): name -> (what they are, (task, intent) rows)
+INTENT_SETS = {
+    "typed": ("typed intents", typed_intents),
+    "everyday": ("everyday intents", everyday_intents),
+    "everyday, capital first letter": ("everyday intents, capital first letter",
+                                       lambda: _capital_first(everyday_intents())),
+}
+SET_GROUPS = {"typed": ("typed",), "everyday": ("everyday", "everyday, capital first letter")}
+
+
+def set_figures(runtime: Runtime, decoding: dict, name: str = "typed", candidates: int = 4, seed: int = 0,
+                scorer=None) -> dict:
+    """One hand-written intent set (``INTENT_SETS``: typed with capitals, codes, accents and punctuation;
+    everyday lower-case requests), each intent asked for high relevance and medium length, ``candidates``
+    sampled outputs each: MiniLM relevance, the share carrying a word of the intent, every word
+    (case-folded), the whole intent exactly as typed, and outputs with a broken character (U+FFFD: tokens
+    that do not decode as UTF-8). ``misses`` lists the outputs that do not hold their intent as typed."""
     if scorer is None:
         from slmkit.benchmarks.task_quality import MiniLmScorer
 
         scorer = MiniLmScorer()
+    label, rows = INTENT_SETS[name][0], INTENT_SETS[name][1]()
     pairs: list[tuple[str, str]] = []
     t0 = time.time()
-    for k, (task, intent) in enumerate(typed_intents()):
+    for k, (task, intent) in enumerate(rows):
         outs = runtime.generate(build_prompt(intent, task, "medium", "high"), n=candidates,
                                 max_new_tokens=MAX_NEW_TOKENS, seed=seed + k * candidates, **decoding)
         pairs += [(intent, output_text(o)) for o in ([outs] if isinstance(outs, str) else outs)]
     rel = relevance_scores(scorer, [i for i, _ in pairs], [o for _, o in pairs])
-    return {"intents": len(typed_intents()), "candidates": len(pairs), "relevance_high": _mean(rel),
+    return {"set": label, "intents": len(rows), "candidates": len(pairs), "relevance_high": _mean(rel),
             "carries_intent_word": _mean([carries_intent_word(i, o) for i, o in pairs]),
             "carries_every_intent_word": _mean([carries_every_intent_word(i, o) for i, o in pairs]),
             "copies_as_typed": _mean([i in o for i, o in pairs]),
             "broken_characters": _mean(["\ufffd" in o for _, o in pairs]),
             "repeated_piece_rate": _mean([repeats_a_piece(o) for _, o in pairs]),
             "decoding": decoding | {"seed": seed, "candidates": candidates}, "seconds": round(time.time() - t0, 1),
-            "samples": [{"intent": i, "output": o} for i, o in pairs[::candidates]]}
+            "samples": [{"intent": i, "output": o} for i, o in pairs[::candidates]],
+            "misses": [{"intent": i, "output": o} for i, o in pairs if i not in o]}
 
 
-def typed_markdown(fig: dict) -> str:
+def set_markdown(fig: dict) -> str:
     return "\n".join([
-        f"| typed intents ({fig['intents']} x {fig['candidates'] // fig['intents']} sampled, high relevance) | |",
+        f"| {fig['set']} ({fig['intents']} x {fig['candidates'] // fig['intents']} sampled, high relevance) | |",
         "|---|---|",
         f"| relevance (MiniLM cosine) | {fig['relevance_high']:.3f} |",
         f"| carries a word of its intent | {100 * fig['carries_intent_word']:.1f}% |",
@@ -366,19 +386,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--card", action="store_true", help="(re)write the model folder's MODEL_CARD.md")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("card_notes.md"),
                     help="Markdown appended to the model card (default: card_notes.md beside this module)")
-    ap.add_argument("--typed", action="store_true",
-                    help="only the intents typed with capitals, codes, accents and punctuation (data/typed_intents.tsv)")
+    ap.add_argument("--set", choices=sorted(SET_GROUPS), dest="intent_set",
+                    help="only a hand-written intent set: typed (capitals, codes, accents and punctuation: "
+                         "data/typed_intents.tsv) or everyday (lower case and with a capital first letter: "
+                         "data/everyday_intents.tsv)")
+    ap.add_argument("--typed", action="store_const", const="typed", dest="intent_set", help="--set typed")
     args = ap.parse_args(argv)
-    if args.typed:
+    if args.intent_set:
+        figs = {}
         with ReferenceRuntime(args.model, threads=args.threads) as rt:
             decoding = {k: v for k, v in DECODING.items() if k not in ("no_repeat_ngram", "presence_penalty")}
             decoding |= {"no_repeat_ngram": args.no_repeat_ngram, "presence_penalty": args.presence_penalty}
-            fig = typed_figures(rt, decoding, candidates=args.candidates)
-        print(typed_markdown(fig))
-        for row in fig["samples"]:
-            print(f"  {row['intent']}\n    -> {row['output']}")
+            for name in SET_GROUPS[args.intent_set]:
+                figs[name] = fig = set_figures(rt, decoding, name, candidates=args.candidates)
+                print(set_markdown(fig))
+                for row in fig["misses"]:
+                    print(f"  not as typed: {row['intent']}\n    -> {row['output']}")
         if args.json:
-            args.json.write_text(json.dumps({"typed": fig}, indent=2, ensure_ascii=False) + "\n")
+            args.json.write_text(json.dumps(figs, indent=2, ensure_ascii=False) + "\n")
         return
     with ReferenceRuntime(args.model, threads=args.threads) as rt:
         print(f"evaluating {rt.info['model']} (fp16 reference), {args.n} examples per split", flush=True)

@@ -66,6 +66,15 @@ def typed_intents() -> tuple[tuple[str, str], ...]:
     return _task_lines(TYPED_FILE)
 
 
+EVERYDAY_FILE = DATA / "everyday_intents.tsv"
+
+
+@functools.cache
+def everyday_intents() -> tuple[tuple[str, str], ...]:
+    """The hand-written everyday intents (lower case, common words): ``(task, intent)`` pairs, in file order."""
+    return _task_lines(EVERYDAY_FILE)
+
+
 @functools.cache
 def excluded_words() -> frozenset[str]:
     """Content words of the evaluation intents: never used in the training data."""
