@@ -130,10 +130,12 @@ _TYPINGS = ("sentence", "sentence", "title", "shout", "shout all", "code", "code
             "ampersand", "question")
 
 
-def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float) -> Callable[[], str]:
+def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float, generator: int
+            ) -> Callable[[], str]:
     """A function that draws one intent of a random shape: an anchor noun and, with probability
     ``coherence``, the other words among the anchor's neighbours (so most intents read like something a
-    person wants)."""
+    person wants). Generator 9 draws exactly as it did (a/an only, its 36 shapes); 10 adds "the", "my",
+    plurals and the everyday-scene shapes."""
     pool = {"noun": p.nouns, "adj": p.adjectives, "verb": p.verbs, "gerund": p.gerunds}
     state = {"anchor": "", "coherent": False, "fresh": True}
 
@@ -174,6 +176,8 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         """A noun phrase as people write one: "the snowy mountains", "my dog", "an old barn"."""
         words = [a()] if adjective else []
         noun = n()
+        if generator < 10:
+            return " ".join([article(words[0] if words else noun), *words, noun])
         head = determiner(rng, words[0] if words else noun)
         if head not in ("a", "an") and rng.random() < PLURAL_SHARE:
             noun = plural(noun)
@@ -222,6 +226,8 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         lambda: f"{a()} {art()} about {a()} {n()} {n()}",
         lambda: f"{n()} {g()} with {n()} in {the(True)}",
         lambda: f"{the(True)} and {the(True)} {tim()}",
+    ]
+    shapes += [] if generator < 10 else [
         # everyday scenes with the joints people type most ("house by the sea", "owl in the forest at night")
         lambda: f"{n()} {prep()} {the()}",
         lambda: f"{a()} {n()} {prep()} {the()}",
@@ -249,11 +255,11 @@ def lexicon_heldout() -> tuple[str, ...]:
 
 
 def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None = None,
-                       coherence: float = 0.75) -> list[str]:
+                       coherence: float = 0.75, generator: int = 9) -> list[str]:
     """``n`` distinct free-form intents of 2-9 words, none with an evaluation word, seeded. ``related``
     gives an anchor noun's neighbours (by sentence embedding) so that most intents hang together."""
     rng = random.Random(seed)
-    draw = _drawer(pools, rng, related, coherence)
+    draw = _drawer(pools, rng, related, coherence, generator)
     banned = excluded_words()
     lexicon = set(lexicon_heldout())
     seen: set[str] = set()

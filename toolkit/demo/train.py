@@ -2,6 +2,7 @@
 
     python -m slmkit.demo.train --out toolkit/demo/model      # the shipped model (see its MODEL_CARD.md)
     python -m slmkit.demo.train --out /tmp/m --examples 1500 --steps 20 --layers 1   # a smoke run
+    python -m slmkit.demo.train --out out/demo-train-v10/model --generator 10          # generator 10's data
 
 Seeded end to end (data, tokenizer, initialisation, batch order). The training data is generated
 first (``slmkit.demo.dataset``, minutes) into ``--data`` and reused when it is already there. Writes a
@@ -22,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from slmkit.demo.dataset import GENERATOR_VERSION, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
+from slmkit.demo.dataset import GENERATOR_VERSION, GENERATORS, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
 from slmkit.demo.words import content_words, excluded_words
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import CONTROL_TOKENS, EOS
@@ -104,16 +105,16 @@ def pack(ids: list[list[int]], block: int, rng: random.Random) -> list[list[int]
     return [flat[i:i + block] for i in range(0, len(flat) - block + 1, block)]
 
 
-def training_data(path: Path | None, n: int) -> list[Example]:
+def training_data(path: Path | None, n: int, generator: int = GENERATOR_VERSION) -> list[Example]:
     """The generated training examples: read from ``path``, or generated (and saved there) first."""
-    path = path or Path("out/demo-data") / f"train-v{GENERATOR_VERSION}-{n}.jsonl"
+    path = path or Path("out/demo-data") / f"train-v{generator}-{n}.jsonl"
     if path.is_file():
         rows = read_jsonl(path)
         if len(rows) < n:
             raise SlmkitError(f"{path} holds {len(rows)} examples, fewer than --examples {n}")
         return rows[:n]
     print(f"generating the training data into {path} (minutes; reused next time)", flush=True)
-    rows = build_train(n // 2, 2, TRAIN_SEED)
+    rows = build_train(n // 2, 2, TRAIN_SEED, generator=generator)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, rows)
     return rows[:n]
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="go on from the checkpoint in --checkpoint")
     ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: end the process after N steps
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--generator", type=int, choices=GENERATORS, default=GENERATOR_VERSION,
+                    help=f"the training data's generator version (default {GENERATOR_VERSION}, the shipped model's)")
     args = ap.parse_args(argv)
     if args.resume and not (args.checkpoint and (args.checkpoint / "state.pt").is_file()):
         raise SlmkitError("--resume needs --checkpoint DIR holding state.pt")
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    rows = training_data(args.data, args.examples)
+    rows = training_data(args.data, args.examples, args.generator)
     train = [e.text for e in rows]
     check_unseen(rows)
     held = [e.text for e in examples("eval", args.eval_examples)]
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     model.save_pretrained(args.out, safe_serialization=True)
     write_tokenizer(tok, args.out, args.ctx)
     summary = {"seed": args.seed, "examples": len(train), "intents": len({e.intent for e in rows}),
-               "data": {"generator_version": GENERATOR_VERSION, "data_seed": TRAIN_SEED,
+               "data": {"generator_version": args.generator, "data_seed": TRAIN_SEED,
                         "relevance_labels": dict(sorted(Counter(e.relevance for e in rows).items())),
                         "eval_words_in_training_data": 0},
                "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
