@@ -180,7 +180,8 @@ def set_figures(runtime: Runtime, decoding: dict, name: str = "typed", candidate
         from slmkit.benchmarks.task_quality import MiniLmScorer
 
         scorer = MiniLmScorer()
-    label, rows = INTENT_SETS[name][0], INTENT_SETS[name][1]()
+    label, read_rows = INTENT_SETS[name]
+    rows = read_rows()
     pairs: list[tuple[str, str]] = []
     t0 = time.time()
     for k, (task, intent) in enumerate(rows):

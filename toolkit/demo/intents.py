@@ -255,9 +255,10 @@ def lexicon_heldout() -> tuple[str, ...]:
 
 
 def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None = None,
-                       coherence: float = 0.75, generator: int = 9) -> list[str]:
-    """``n`` distinct free-form intents of 2-9 words, none with an evaluation word, seeded. ``related``
-    gives an anchor noun's neighbours (by sentence embedding) so that most intents hang together."""
+                       coherence: float = 0.75, *, generator: int) -> list[str]:
+    """``n`` distinct free-form intents of 2-9 words, none with an evaluation word, seeded, as data generator
+    ``generator`` draws them (``dataset.GENERATORS``). ``related`` gives an anchor noun's neighbours (by
+    sentence embedding) so that most intents hang together."""
     rng = random.Random(seed)
     draw = _drawer(pools, rng, related, coherence, generator)
     banned = excluded_words()
