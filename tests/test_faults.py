@@ -243,3 +243,14 @@ def test_a_ctrl_c_that_python_swallows_still_ends_interrupted(entry):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.returncode == 130 and p.stderr.strip().splitlines()[-1] == "interrupted", (p.returncode, p.stderr)
+
+
+def test_a_script_whose_main_raises_keyboardinterrupt_says_interrupted():
+    """A KeyboardInterrupt that no handler of ours recorded (raised directly, or with SIGINT ignored by the shell
+    that started the script) still ends as one "interrupted" line and 130, not a silent 130."""
+    import subprocess
+    import sys
+
+    code = "from slmkit.errors import run_script\ndef main():\n    raise KeyboardInterrupt\nrun_script(main)\n"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and p.stderr.strip() == "interrupted", (p.returncode, p.stderr)

@@ -62,8 +62,9 @@ def run_script(main: Callable[[], int | None]) -> NoReturn:
     except SlmkitError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt:  # also one no handler of ours saw (an ignored SIGINT, a raise): it counts all the same
+        code = None
+        _INTERRUPTED.set()
     if interrupted():
         print("interrupted", file=sys.stderr)
         sys.exit(130)
