@@ -45,6 +45,16 @@ def record_interrupts() -> None:
     if threading.current_thread() is threading.main_thread() \
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _record_interrupt)
+        sys.unraisablehook = _quiet_interrupts(sys.unraisablehook)
+
+
+def _quiet_interrupts(hook):
+    """Python prints a traceback for a KeyboardInterrupt it swallows (in a ``__del__``); it is recorded, and the
+    command ends "interrupted", so it is not printed. Any other unraisable exception goes to ``hook``."""
+    def quiet(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+    return quiet
 
 
 def interrupted() -> bool:
