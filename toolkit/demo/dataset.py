@@ -10,9 +10,9 @@ cosine(MiniLM(intent), MiniLM(output)), not of how it was built. Length and task
 
 The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-written free-form
 intents; ``data/eval_lexicon.jsonl``: the old lexicon-style held-out intents), so reading them needs
-neither the word lists nor the scorer. Generators 9 and 10 changed only the training intents (9: a share
-typed with capitals, codes, accents and punctuation; 10: "the", "my", plurals and everyday prepositions), so
-the eval files of generator 8 stand; the hand-written typed and everyday intents
+neither the word lists nor the scorer. Generators 9 to 11 changed only the training data (9: a share of
+intents typed with capitals, codes, accents and punctuation; 10: "the", "my", plurals and everyday
+prepositions; 11: more search and recommend pieces that fit any subject), so the eval files of generator 8 stand; the hand-written typed and everyday intents
 (``data/typed_intents.tsv``, ``data/everyday_intents.tsv``) are asked directly (``evaluate --set``).
 
     python -m slmkit.demo.dataset build --out out/demo-data/train.jsonl     # the training data
@@ -35,15 +35,17 @@ from typing import Callable, Iterator
 import numpy as np
 
 from slmkit.demo.words import (ABSTRACT, ADJECTIVE_KINDS, ARTIFACTS, CONCRETE, DATA, DESCRIPTOR_ADJECTIVES, NOUN_KINDS,
-                               QUALITIES, SEARCH_SUFFIXES, STYLES, TAG_EXTRAS, TIMES, UNPLEASANT, content_words,
-                               freeform_intents)
+                               QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS, TAG_EXTRAS_MORE,
+                               TIMES, UNPLEASANT, content_words, freeform_intents)
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
 from slmkit.workload import CHECK_TEXTS, Workload
 
 GENERATOR_VERSION = 9  # the shipped model's; 9: a share of training intents typed as people type (intents.typed)
-GENERATORS = (9, 10)   # 10: "the", "my" and plurals in intents, everyday prepositions (intents.determiner); not
-                       # shipped: v10 copied everyday intents better and free-form, typed and lexicon-style ones worse
+GENERATORS = (9, 10, 11)  # 10: "the", "my" and plurals in intents, everyday prepositions (intents.determiner); not
+                          # shipped: v10 copied everyday intents better and free-form, typed and lexicon-style ones
+                          # worse, and ended long searches with a dangling " |". 11: 10's intents, and twice the
+                          # search and recommend pieces that fit any subject (``generic``)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
@@ -54,6 +56,13 @@ STRONG_SHARE = 0.5      # share of on-topic descriptors drawn near the intent; t
 # On-topic pieces that fit any subject, per task (all of them when no bank phrase is near the intent):
 # weakly related nouns looked arbitrary to a person ("gentle mother" for a robot reading in a library).
 GENERIC = {"t2i": QUALITIES, "search": SEARCH_SUFFIXES, "recommend": TAG_EXTRAS}
+
+
+def generic(generator: int) -> dict[str, tuple[str, ...]]:
+    """The pieces that fit any subject, per task, in data generator ``generator``'s outputs."""
+    if generator < 11:
+        return GENERIC
+    return GENERIC | {"search": SEARCH_SUFFIXES + SEARCH_SUFFIXES_MORE, "recommend": TAG_EXTRAS + TAG_EXTRAS_MORE}
 
 
 @dataclass(frozen=True)
@@ -207,7 +216,7 @@ def _search(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterato
     yield _head(rng, intent, plan, c)
     while True:
         t = c.term()
-        yield f"{t} {rng.choice(SEARCH_SUFFIXES)}" if t not in SEARCH_SUFFIXES and rng.random() < 0.2 else t
+        yield f"{t} {rng.choice(SEARCH_SUFFIXES)}" if t not in c.generic and rng.random() < 0.2 else t
 
 
 def _recommend(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iterator[str]:
@@ -223,14 +232,15 @@ _JOIN = {"t2i": ("", ", "), "search": ("", " | "), "recommend": ("tags: ", ", ")
 
 
 def make_output(rng: random.Random, intent: str, task: str, length: str, plan: Plan, near: list[str],
-                far: list[str]) -> str:
-    """One output for the intent in its task's format and length bucket, built as ``plan`` says."""
+                far: list[str], pieces_any: dict[str, tuple[str, ...]] = GENERIC) -> str:
+    """One output for the intent in its task's format and length bucket, built as ``plan`` says;
+    ``pieces_any``: the pieces that fit any subject, per task (``generic``)."""
     lo, hi = LENGTHS[length]
     prefix, sep = _JOIN[task]
     for _ in range(100):
         target = rng.randint(lo, hi)
         pieces: list[str] = []
-        stream = _PIECES[task](rng, intent, plan, _Content(rng, near, far, plan.p_on, GENERIC[task]))
+        stream = _PIECES[task](rng, intent, plan, _Content(rng, near, far, plan.p_on, pieces_any[task]))
         count = 0
         for _ in range(80):
             piece = " ".join(next(stream).split())
@@ -434,12 +444,12 @@ def build_train(n_intents: int, per_intent: int, seed: int = TRAIN_SEED, log: Ca
     rng = random.Random(seed)
     near, far = _neighbours(bank, intents, embed, rng)
     log(f"intents: {len(intents)} with neighbours, {time.time() - t0:.0f}s")
-    rows = []
+    rows, pieces_any = [], generic(generator)
     for i, intent in enumerate(intents):
         for _ in range(per_intent):
             task, length, want = rng.choice(list(TASKS)), rng.choice(list(LENGTHS)), rng.choice(list(RELEVANCE))
             rows.append((intent, task, length, make_output(rng, intent, task, length, PLANS[want](rng),
-                                                             near[i], far[i])))
+                                                             near[i], far[i], pieces_any)))
     log(f"outputs: {len(rows)} built, {time.time() - t0:.0f}s; measuring rewards")
     out = label(embed, rows)
     log(f"labelled: {dict(Counter(e.relevance for e in out))}, {time.time() - t0:.0f}s")

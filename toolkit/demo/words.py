@@ -135,6 +135,20 @@ modern; minimal; clean; bold; elegant; playful; retro; classic; colorful; trendi
 highly rated; fan favorite; staff picks; new arrivals; bestseller; fresh; timeless; simple; stylish;
 cheerful; everyday; unique; seasonal
 """))
+# Generator 11's further pieces. With 18 search suffixes a long output for words a model never learned
+# listed every one, and then the no-repeat rule left it only a dangling " |" (v10: 12 of 72 greedy free-form
+# searches); a pool twice what a long output needs always leaves a fitting next piece.
+SEARCH_SUFFIXES_MORE = _clean(_lines("""
+faq; facts; basics; comparison; checklist; how it works; common mistakes; pros and cons; alternatives;
+in depth; summary; questions; worth it; quick start; must know; deep dive; videos; photos; key points;
+at a glance; frequently asked; options
+"""))
+TAG_EXTRAS_MORE = _clean(_lines("""
+handmade; premium; limited edition; giftable; editor's pick; curated; must have; aesthetic; chic; sleek;
+charming; versatile; cute; customer favorite; crowd pleaser; feel good; iconic; beloved; trendy; tasteful;
+understated; quirky; nostalgic; delightful; refined; artsy; fun; lovely; inspiring; relaxing; hidden gem;
+must see; highly recommended; well loved; worth a try; cool; upbeat; whimsical; calming
+"""))
 # Adjectives an output's descriptors may use: what people put in image prompts, tags and searches
 # (colour, material, texture, light and weather, season, era, place, a pleasant mood); the broad adjective
 # pool (personality words, "moldy", "demonic") stays in intents, where people write whatever they like.
