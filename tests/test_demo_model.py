@@ -41,29 +41,30 @@ def test_demo_model_serves_free_form_intents_it_never_saw_words_of(figures):
 def test_the_desired_reward_control_orders_relevance(figures):
     for split, r in figures.items():
         rel = r["relevance"]
-        # clear margins: the full evaluation (216 x 4 outputs) meets the issue's 0.08 (v9: 0.10 and 0.45 free-form);
-        # this sample of 108 x 2 gives 0.080 and 0.45, and other CPUs sample other tokens: 0.06 here
+        # clear margins: the full evaluation (216 x 4 outputs) meets the issue's 0.08 (v11: 0.089 and 0.46 free-form);
+        # this sample of 108 x 2 gives 0.080 and 0.46, and other CPUs sample other tokens: 0.06 here
         assert rel["high"] > rel["mid"] + 0.06 and rel["mid"] > rel["low"] + 0.05, (split, rel)
 
 
 def test_intents_typed_with_capitals_codes_and_accents_come_through():
     """The hand-written typed intents (data/typed_intents.tsv: "Ferrari F40 ...", "iPhone 15 Pro ...", "Kraków
-    ..."), high relevance, the CLI's sampling. The full measure (48 x 4, `evaluate --typed`): 64% kept exactly as
-    typed, every word in 71%, relevance 0.69 (v8, trained on lower-case intents only: 13%, 19%, 0.47)."""
+    ..."), high relevance, the CLI's sampling. The full measure (48 x 4, `evaluate --set typed`): v11 keeps 63%
+    exactly as typed, every word in 70%, a word in 98.4%, relevance 0.71 (v8, trained on lower-case intents only:
+    13%, 19%, 85%, 0.47). This sample of 48 x 2: 59%, a word in 96.9% ("ÇA VA? café à Paris" can lose all three)."""
     with ReferenceRuntime(threads=2) as ref:
         fig = set_figures(ref, DECODING, candidates=2)
-    assert fig["carries_intent_word"] >= 0.95 and fig["copies_as_typed"] >= 0.45, fig["samples"][:8]
+    assert fig["carries_intent_word"] >= 0.93 and fig["copies_as_typed"] >= 0.45, fig["samples"][:8]
     assert fig["relevance_high"] >= 0.6 and fig["broken_characters"] == 0 and fig["repeated_piece_rate"] <= 0.05
 
 
 def test_everyday_requests_come_back_as_typed():
     """The hand-written everyday set (data/everyday_intents.tsv: "cabin in the snowy mountains", "best running shoes
     for flat feet"), lower case as typed, high relevance, the CLI's sampling. The full measure (48 x 4,
-    `evaluate --set everyday`): v9 keeps 86.5% exactly as typed, every word in 90%; the failures are "the" phrases
-    its data never had ("owl in the storm" for "owl in the forest at night")."""
+    `evaluate --set everyday`): v11 keeps 93.8% exactly as typed (this sample of 48 x 2: 91.7%); v9, whose data
+    had "a"/"an" only, 86.5% ("owl in the storm" for "owl in the forest at night")."""
     with ReferenceRuntime(threads=2) as ref:
         fig = set_figures(ref, DECODING, "everyday", candidates=2)
-    assert fig["copies_as_typed"] >= 0.78 and fig["carries_intent_word"] >= 0.95, fig["misses"][:8]
+    assert fig["copies_as_typed"] >= 0.85 and fig["carries_intent_word"] >= 0.95, fig["misses"][:8]
     assert fig["broken_characters"] == 0 and fig["repeated_piece_rate"] <= 0.05
 
 

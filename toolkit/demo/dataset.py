@@ -41,11 +41,12 @@ from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
 from slmkit.workload import CHECK_TEXTS, Workload
 
-GENERATOR_VERSION = 9  # the shipped model's; 9: a share of training intents typed as people type (intents.typed)
-GENERATORS = (9, 10, 11)  # 10: "the", "my" and plurals in intents, everyday prepositions (intents.determiner); not
-                          # shipped: v10 copied everyday intents better and free-form, typed and lexicon-style ones
-                          # worse, and ended long searches with a dangling " |". 11: 10's intents, and twice the
-                          # search and recommend pieces that fit any subject (``generic``)
+GENERATOR_VERSION = 11  # the shipped model's (v11)
+GENERATORS = (9, 10, 11)  # 9 (v9): a share of training intents typed as people type (intents.typed); 10: "the",
+                          # "my" and plurals in intents, everyday prepositions (intents.determiner); not shipped:
+                          # v10 copied everyday intents better and free-form, typed and lexicon-style ones worse,
+                          # and ended long searches with a dangling " |". 11: 10's intents, and twice the search
+                          # and recommend pieces that fit any subject (``generic``)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}

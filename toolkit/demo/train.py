@@ -2,7 +2,7 @@
 
     python -m slmkit.demo.train --out toolkit/demo/model      # the shipped model (see its MODEL_CARD.md)
     python -m slmkit.demo.train --out /tmp/m --examples 1500 --steps 20 --layers 1   # a smoke run
-    python -m slmkit.demo.train --out out/demo-train-v10/model --generator 10          # generator 10's data
+    python -m slmkit.demo.train --out out/demo-train-v9/model --generator 9            # an older generator's data
 
 Seeded end to end (data, tokenizer, initialisation, batch order). The training data is generated
 first (``slmkit.demo.dataset``, minutes) into ``--data`` and reused when it is already there. Writes a
