@@ -114,3 +114,36 @@ def test_set_figures_tell_a_copy_as_typed_from_a_case_folded_or_broken_one():
         assert fig["copies_as_typed"] == 1.0 and not fig["misses"] and fig["set"].startswith("everyday intents")
         intents = [s["intent"] for s in fig["samples"]]
         assert all(i[0].isupper() == (name != "everyday") for i in intents), intents[:3]
+
+
+def test_copy_probabilities_read_the_intent_tokens_after_the_prompt():
+    """Teacher-forced copy figures: the probability of each intent token sits one place before it in
+    token_logprobs; the least sure token is named, and intents sort weakest first."""
+    import numpy as np
+
+    from slmkit.demo.evaluate import copy_probabilities
+    from slmkit.prompts import SEP
+
+    class Tok:
+        def token_to_id(self, t):
+            return 0 if t == SEP else None
+
+        def decode(self, ids):
+            return "".join(chr(i) for i in ids)
+
+    class CharModel:  # one token per character after the separator; p 0.9 each, 0.05 for "m", 0.01 for "g"
+        tokenizer = Tok()
+
+        def tokenize(self, text):
+            head, _, tail = text.partition(SEP)
+            return [1] * len(head) + [0] + [ord(c) for c in tail]
+
+        def token_logprobs(self, ids):
+            return np.log(np.array([{ord("m"): 0.05, ord("g"): 0.01}.get(t, 0.9) for t in ids[1:]]))
+
+    fig = copy_probabilities(CharModel(), [("t2i", "snowy mountains"), ("search", "cozy cabin"),
+                                           ("recommend", "cozy cabin")])
+    assert [r["intent"] for r in fig["intents"]] == ["snowy mountains", "cozy cabin", "cozy cabin"]
+    assert fig["intents"][0]["token"] == "m" and abs(fig["intents"][0]["least"] - 0.05) < 1e-9
+    # recommend's output opens "tags: ", whose "g" is not the intent's: it is as sure as search's
+    assert all(abs(r["least"] - 0.9) < 1e-9 for r in fig["intents"][1:]) and abs(fig["sure_share"] - 2 / 3) < 1e-9

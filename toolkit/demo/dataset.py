@@ -229,7 +229,7 @@ def _recommend(rng: random.Random, intent: str, plan: Plan, c: _Content) -> Iter
 
 
 _PIECES = {"t2i": _t2i, "search": _search, "recommend": _recommend}
-_JOIN = {"t2i": ("", ", "), "search": ("", " | "), "recommend": ("tags: ", ", ")}
+OUTPUT_FORM = {"t2i": ("", ", "), "search": ("", " | "), "recommend": ("tags: ", ", ")}  # task -> (opening, separator)
 
 
 def make_output(rng: random.Random, intent: str, task: str, length: str, plan: Plan, near: list[str],
@@ -237,7 +237,7 @@ def make_output(rng: random.Random, intent: str, task: str, length: str, plan: P
     """One output for the intent in its task's format and length bucket, built as ``plan`` says;
     ``pieces_any``: the pieces that fit any subject, per task (``generic``)."""
     lo, hi = LENGTHS[length]
-    prefix, sep = _JOIN[task]
+    prefix, sep = OUTPUT_FORM[task]
     for _ in range(100):
         target = rng.randint(lo, hi)
         pieces: list[str] = []
