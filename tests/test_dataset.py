@@ -6,6 +6,7 @@ import pytest
 
 from slmkit.demo import dataset
 from slmkit.demo.dataset import EVAL_FILES, Example, examples, make_output, Plan
+from slmkit.demo.evaluate import pieces as pieces_of
 from slmkit.demo.intents import freeform, lexicon_heldout
 from slmkit.demo.words import (ARTIFACTS, QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS,
                                TAG_EXTRAS_MORE, TIMES, content_words, excluded_words)
@@ -86,7 +87,7 @@ def test_outputs_copy_the_intent_and_never_repeat_a_piece(task):
             assert "harbor" in out
             if task == "t2i":  # the subject as written: no article to agree with an unseen word or a plural
                 assert out.startswith("still harbor, "), out
-            pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")]
+            pieces = pieces_of(out)
             assert len(pieces) == len(set(pieces)), out
             # the intent once, as written, and no later piece copying it again (copies garbled under the
             # repetition rule and looped without it)
@@ -119,7 +120,8 @@ def test_an_intent_of_unknown_words_gets_generic_descriptors():
     for task in TASKS:  # nothing near: every on-topic descriptor is one that fits any subject
         for _ in range(20):
             out = make_output(rng, "velkorin", task, "medium", Plan("full", 1.0), near[1], far[1])
-            pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")][1:]
+            assert follows_format(task, out), out
+            pieces = pieces_of(out)[1:]
             fits_any = {*dataset.GENERIC[task], *(f"{s} style" for s in dataset.STYLES if task == "t2i")}
             assert set(pieces) <= fits_any, out
 
@@ -136,9 +138,9 @@ def test_a_long_output_of_unknown_words_leaves_pieces_to_spare(task):
         pool = dataset.generic(generator)[task]
         used = []
         for _ in range(40):
-            out = make_output(rng, "velkorin", task, "long", Plan("full", 1.0), [], ["ledger"], dataset.generic(generator))
-            pieces = [p.strip() for p in out.replace("|", ",").removeprefix("tags:").split(",")][1:]
-            assert set(pieces) <= set(pool) and length_bucket(out) == "long", out
+            out = make_output(rng, "velkorin", task, "long", Plan("full", 1.0), [], ["ledger"], {task: pool})
+            pieces = pieces_of(out)[1:]
+            assert follows_format(task, out) and set(pieces) <= set(pool) and length_bucket(out) == "long", out
             used.append(len(pieces))
         assert (max(used) <= 2 * len(pool) / 3) == spare, (generator, max(used), len(pool))
     assert dataset.generic(9) == dataset.generic(10) == dataset.GENERIC  # the older generators' data stands

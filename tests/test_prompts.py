@@ -125,9 +125,6 @@ def test_copy_probabilities_read_the_intent_tokens_after_the_prompt():
     from slmkit.prompts import SEP
 
     class Tok:
-        def token_to_id(self, t):
-            return 0 if t == SEP else None
-
         def decode(self, ids):
             return "".join(chr(i) for i in ids)
 

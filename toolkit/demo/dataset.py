@@ -12,8 +12,8 @@ The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-wri
 intents; ``data/eval_lexicon.jsonl``: the old lexicon-style held-out intents), so reading them needs
 neither the word lists nor the scorer. Generators 9 to 11 changed only the training data (9: a share of
 intents typed with capitals, codes, accents and punctuation; 10: "the", "my", plurals and everyday
-prepositions; 11: more search and recommend pieces that fit any subject), so the eval files of generator 8 stand; the hand-written typed and everyday intents
-(``data/typed_intents.tsv``, ``data/everyday_intents.tsv``) are asked directly (``evaluate --set``).
+prepositions; 11: more search and recommend pieces that fit any subject), so the eval files of generator 8
+stand; the hand-written typed and everyday intents (``data/typed_intents.tsv``, ``data/everyday_intents.tsv``) are asked directly (``evaluate --set``).
 
     python -m slmkit.demo.dataset build --out out/demo-data/train.jsonl     # the training data
     python -m slmkit.demo.dataset eval-files                                 # rewrite the shipped eval files

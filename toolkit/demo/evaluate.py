@@ -205,13 +205,12 @@ def copy_probabilities(runtime: Runtime, rows: list[tuple[str, str]], weak: floa
     probability of each of the intent's tokens as the output's opening piece, given the prompt and the
     intent's earlier tokens. Sampling at the CLI's temperature swaps a token given under ``weak`` for a near
     word often ("cabin in the snowy avenues"); per intent, its least sure token. Seconds, no sampling."""
-    sep_id = runtime.tokenizer.token_to_id(SEP)
     per_intent = []
     for task, intent in rows:
         prompt, opening = build_prompt(intent, task, "medium", "high"), OUTPUT_FORM[task][0]  # "tags: " first
         ids = runtime.tokenize(f"{prompt} {opening}{intent}")
-        # the intent's first token: after the separator and the opening (lp[k] is the log-prob of ids[k + 1])
-        first = len(runtime.tokenize(f"{prompt} {opening}".rstrip())) if opening else ids.index(sep_id) + 1
+        # the intent's first token: after the prompt and the opening (lp[k] is the log-prob of ids[k + 1])
+        first = len(runtime.tokenize(f"{prompt} {opening}".rstrip()))
         probs = np.exp(runtime.token_logprobs(ids)[first - 1:])
         k = int(np.argmin(probs))
         per_intent.append({"intent": intent, "least": float(probs[k]),
