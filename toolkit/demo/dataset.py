@@ -10,10 +10,10 @@ cosine(MiniLM(intent), MiniLM(output)), not of how it was built. Length and task
 
 The evaluation examples ship as data (``data/eval_freeform.jsonl``: the hand-written free-form
 intents; ``data/eval_lexicon.jsonl``: the old lexicon-style held-out intents), so reading them needs
-neither the word lists nor the scorer. Generators 9 to 11 changed only the training data (9: a share of
+neither the word lists nor the scorer. Generators 9 to 12 changed only the training data (9: a share of
 intents typed with capitals, codes, accents and punctuation; 10: "the", "my", plurals and everyday
-prepositions; 11: more search and recommend pieces that fit any subject), so the eval files of generator 8
-stand; the hand-written typed and everyday intents (``data/typed_intents.tsv``, ``data/everyday_intents.tsv``) are asked directly (``evaluate --set``).
+prepositions; 11: more search and recommend pieces that fit any subject; 12: everyday nouns and descriptor
+adjectives in intents), so the eval files of generator 8 stand; the hand-written typed and everyday intents (``data/typed_intents.tsv``, ``data/everyday_intents.tsv``) are asked directly (``evaluate --set``).
 
     python -m slmkit.demo.dataset build --out out/demo-data/train.jsonl     # the training data
     python -m slmkit.demo.dataset eval-files                                 # rewrite the shipped eval files
@@ -42,11 +42,12 @@ from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucke
 from slmkit.workload import CHECK_TEXTS, Workload
 
 GENERATOR_VERSION = 11  # the shipped model's (v11)
-GENERATORS = (9, 10, 11)  # 9 (v9): a share of training intents typed as people type (intents.typed); 10: "the",
-                          # "my" and plurals in intents, everyday prepositions (intents.determiner); not shipped:
-                          # v10 copied everyday intents better and free-form, typed and lexicon-style ones worse,
-                          # and ended long searches with a dangling " |". 11: 10's intents, and twice the search
-                          # and recommend pieces that fit any subject (``generic``)
+# Data generator versions: 9 (v9): a share of training intents typed as people type (intents.typed); 10: "the",
+# "my" and plurals in intents, everyday prepositions (intents.determiner); not shipped: v10 copied everyday
+# intents better and free-form, typed and lexicon-style ones worse, and ended long searches with a dangling " |".
+# 11: 10's intents, and twice the search and recommend pieces that fit any subject (``generic``). 12: 11's, and
+# intents with everyday nouns and descriptor adjectives in their slots (intents.EVERYDAY_SHARE).
+GENERATORS = (9, 10, 11, 12)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
@@ -288,6 +289,7 @@ class Bank:
     word_emb: dict[str, np.ndarray]
     _near: dict[tuple[str, str], list[str]]
     known: frozenset[str] = frozenset()  # words the data holds often: the pools' and the scaffolding's
+    everyday: tuple[str, ...] = ()  # common, concrete nouns (``everyday_nouns``): generator 12's intents
 
     def related(self, kind: str, anchor: str, k: int = 40) -> list[str]:
         """The ``k`` words of a pool ('noun', 'adj', 'verb', 'gerund', 'descriptor') nearest to an anchor noun."""
@@ -306,6 +308,14 @@ KIND_MIN = 0.40          # a descriptor noun is clearly of a kind: its kind scor
 PAIRS_PER_NOUN = 3
 NEAREST_FITTING = 8      # a noun's adjective is drawn from this many of the nearest fitting ones
 ADJECTIVE_CAP = 1.5      # no adjective pairs with more than this many times the mean number of nouns
+EVERYDAY_ZIPF = 4.0      # an everyday noun is a descriptor noun at least this common (wordfreq Zipf)
+
+
+def everyday_nouns(kinds: dict[str, str]) -> tuple[str, ...]:
+    """The descriptor nouns people use every day ("mountain", "cabin", "lantern"): concrete and common."""
+    from wordfreq import zipf_frequency
+
+    return tuple(n for n in kinds if zipf_frequency(n, "en") >= EVERYDAY_ZIPF)
 
 
 def _top3(embed: Callable[[list[str]], np.ndarray], emb: np.ndarray, anchors: tuple[str, ...]) -> np.ndarray:
@@ -373,6 +383,7 @@ def build_bank(embed: Embedder, seed: int) -> Bank:
     phrases = list(dict.fromkeys(list(kinds) + pairs + [f"{s} style" for s in STYLES] + list(QUALITIES)
                                  + list(ARTIFACTS)))
     bank.phrases, bank.emb = phrases, embed(phrases)
+    bank.everyday = everyday_nouns(kinds)
     return bank
 
 
@@ -441,7 +452,8 @@ def build_train(n_intents: int, per_intent: int, seed: int = TRAIN_SEED, log: Ca
     embed = Embedder()
     bank = build_bank(embed, seed)
     log(f"bank: {len(bank.phrases)} descriptor phrases, {time.time() - t0:.0f}s")
-    intents = open_world_intents(pools(), n_intents, seed, related=bank.related, generator=generator)
+    intents = open_world_intents(pools(), n_intents, seed, related=bank.related, generator=generator,
+                                 everyday=bank.everyday)
     rng = random.Random(seed)
     near, far = _neighbours(bank, intents, embed, rng)
     log(f"intents: {len(intents)} with neighbours, {time.time() - t0:.0f}s")

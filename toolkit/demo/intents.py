@@ -13,8 +13,8 @@ import random
 import zlib
 from collections.abc import Callable, Sequence
 
-from slmkit.demo.words import (ARTIFACTS, BRAND_SYLLABLES, STYLES, TIMES, Pools, content_words, excluded_words,
-                               freeform_intents, pseudo_word)
+from slmkit.demo.words import (ARTIFACTS, BRAND_SYLLABLES, DESCRIPTOR_ADJECTIVES, STYLES, TIMES, Pools,
+                               content_words, excluded_words, freeform_intents, pseudo_word)
 
 
 def article(phrase: str) -> str:
@@ -70,6 +70,12 @@ Related = Callable[[str, str], Sequence[str]]  # (kind, anchor noun) -> words of
 
 RARE_SHARE = 0.45    # a noun or adjective slot takes a rare word
 PSEUDO_SHARE = 0.15  # ... or a made-up one
+# Generator 12: everyday words where people put them. v11 saw "mountain" in 9 of 60,000 intents and a
+# descriptor adjective ("snowy") almost only in outputs' learned pairs, so it completed "cabin in the snowy"
+# with a pair's noun ("avenues") instead of copying "mountains".
+EVERYDAY_SHARE = 0.22     # a noun slot takes a common, concrete noun (``everyday``) ...
+EVERYDAY_PLURAL = 0.15    # ... plural this often
+DESCRIPTOR_SHARE = 0.3    # an adjective slot takes an output descriptor adjective, before any noun
 TYPED_SHARE = 0.3    # an intent written as people type it: capitals, model numbers, accents, punctuation
 
 _ACCENTS = {"a": "áàâä", "e": "éèêë", "i": "íï", "o": "óôö", "u": "úüû", "n": "ñ", "c": "ç"}
@@ -130,12 +136,15 @@ _TYPINGS = ("sentence", "sentence", "title", "shout", "shout all", "code", "code
             "ampersand", "question")
 
 
-def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float, generator: int
-            ) -> Callable[[], str]:
+def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: float, generator: int,
+            everyday: Sequence[str] = ()) -> Callable[[], str]:
     """A function that draws one intent of a random shape: an anchor noun and, with probability
     ``coherence``, the other words among the anchor's neighbours (so most intents read like something a
     person wants). Generator 9 draws exactly as it did (a/an only, its 36 shapes); 10 adds "the", "my",
-    plurals and the everyday-scene shapes."""
+    plurals and the everyday-scene shapes; 12 puts ``everyday`` nouns and descriptor adjectives in
+    their slots (``EVERYDAY_SHARE``, ``DESCRIPTOR_SHARE``)."""
+    if generator >= 12 and not everyday:
+        raise ValueError("generator 12 draws from everyday nouns: pass everyday=")
     pool = {"noun": p.nouns, "adj": p.adjectives, "verb": p.verbs, "gerund": p.gerunds}
     state = {"anchor": "", "coherent": False, "fresh": True}
 
@@ -160,10 +169,16 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
             return rng.choice(p.rare)
         return pick(kind)
 
-    def n() -> str:
+    def n(bare: bool = True) -> str:
+        """A noun; a bare one (no determiner: ``the`` makes its own plurals) may be plural."""
+        if generator >= 12 and rng.random() < EVERYDAY_SHARE:
+            noun = rng.choice(everyday)
+            return plural(noun) if bare and rng.random() < EVERYDAY_PLURAL else noun
         return novel("noun")
 
     def a() -> str:
+        if generator >= 12 and rng.random() < DESCRIPTOR_SHARE:
+            return rng.choice(DESCRIPTOR_ADJECTIVES)
         return novel("adj")
 
     def v() -> str:
@@ -175,7 +190,7 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
     def the(adjective: bool = False) -> str:
         """A noun phrase as people write one: "the snowy mountains", "my dog", "an old barn"."""
         words = [a()] if adjective else []
-        noun = n()
+        noun = n(bare=False)
         if generator < 10:
             return " ".join([article(words[0] if words else noun), *words, noun])
         head = determiner(rng, words[0] if words else noun)
@@ -233,7 +248,7 @@ def _drawer(p: Pools, rng: random.Random, related: Related | None, coherence: fl
         lambda: f"{a()} {n()} {prep()} {the()}",
         lambda: f"{n()} {prep()} {the(True)}",
         lambda: f"{n()} {g()} {prep()} {the()}",
-        lambda: f"{plural(n())} {g()} {the()}",
+        lambda: f"{plural(n(bare=False))} {g()} {the()}",
         lambda: f"{a()} {n()} {g()} {tim()}",
         lambda: f"{n()} {prep()} {the()} {tim()}",
     ]
@@ -255,12 +270,13 @@ def lexicon_heldout() -> tuple[str, ...]:
 
 
 def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None = None,
-                       coherence: float = 0.75, *, generator: int) -> list[str]:
+                       coherence: float = 0.75, *, generator: int, everyday: Sequence[str] = ()) -> list[str]:
     """``n`` distinct free-form intents of 2-9 words, none with an evaluation word, seeded, as data generator
     ``generator`` draws them (``dataset.GENERATORS``). ``related`` gives an anchor noun's neighbours (by
-    sentence embedding) so that most intents hang together."""
+    sentence embedding) so that most intents hang together; ``everyday``: the common, concrete nouns
+    generator 12 draws often (``dataset.everyday_nouns``)."""
     rng = random.Random(seed)
-    draw = _drawer(pools, rng, related, coherence, generator)
+    draw = _drawer(pools, rng, related, coherence, generator, everyday)
     banned = excluded_words()
     lexicon = set(lexicon_heldout())
     seen: set[str] = set()
