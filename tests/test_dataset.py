@@ -252,6 +252,10 @@ def test_generator_12_puts_everyday_nouns_and_descriptor_adjectives_in_intents()
     assert described > DESCRIPTOR_SHARE / 2, described
     banned = excluded_words()
     assert not any(w in banned for i in intents for w in content_words(i))
+    # every accented letter of ACCENTS_WIDE can turn up, on any word (v11 never saw "ã": "Sëo Paulo")
+    letters = {ch for i in open_world_intents(pools(), 20_000, seed=5, generator=12, everyday=everyday)
+               for ch in i if not ch.isascii()}
+    assert "ã" in letters and "õ" in letters and len(letters) > 40, sorted(letters)
     # the older generators draw exactly as they did, and 12 needs its nouns
     old = open_world_intents(pools(), 500, seed=5, generator=11)
     assert open_world_intents(pools(), 500, seed=5, generator=11, everyday=everyday) == old

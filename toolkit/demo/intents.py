@@ -79,6 +79,10 @@ DESCRIPTOR_SHARE = 0.3    # an adjective slot takes an output descriptor adjecti
 TYPED_SHARE = 0.3    # an intent written as people type it: capitals, model numbers, accents, punctuation
 
 _ACCENTS = {"a": "áàâä", "e": "éèêë", "i": "íï", "o": "óôö", "u": "úüû", "n": "ñ", "c": "ç"}
+# Generator 12: every accented Latin letter of Western and Central European languages (v11 never saw "ã" and
+# typed "São Paulo" as "Sëo Paulo": a byte it never saw cannot be copied), on any word, not just brand names
+ACCENTS_WIDE = {"a": "áàâäãåą", "e": "éèêëęě", "i": "íìîï", "o": "óòôöõøő", "u": "úùûüůű", "n": "ñńň", "c": "çćč",
+                "s": "śšş", "z": "źżž", "y": "ýÿ", "r": "ř", "l": "ł", "g": "ğ", "d": "ď", "t": "ť"}
 # Words people type with their accents; the evaluation's typed intents use others (data/typed_intents.tsv)
 LOANWORDS = tuple("""
 crème soufflé entrée purée rosé décor fiancée résumé naïve façade jalapeño piñata señora mañana açaí
@@ -93,10 +97,10 @@ def _model_code(rng: random.Random) -> str:
                        f"{rng.randint(2, 90)}th", str(rng.randint(1990, 2030)), f"{letter}{letter.lower()}{rng.randint(2, 9)}"])
 
 
-def typed(rng: random.Random, text: str) -> str:
+def typed(rng: random.Random, text: str, generator: int = 11) -> str:
     """``text`` as a person might type it, one way or two: a capital letter, a title-cased or shouted word,
-    a product code or number, an accented letter, a possessive, "&", a question or exclamation mark. The
-    shipped v8 saw only lower-case ASCII words and mangled all of these ("Ferrari Fer Fisky" for "Ferrari
+    a product code or number, an accented letter (generator 12: of ``ACCENTS_WIDE``), a possessive, "&", a
+    question or exclamation mark. The shipped v8 saw only lower-case ASCII words and mangled all of these ("Ferrari Fer Fisky" for "Ferrari
     F40 on a mountain road", nothing of "ÇA VA? café à Paris")."""
     words = text.split()
     content = [k for k, w in enumerate(words) if content_words(w) and w == w.lower()]
@@ -114,10 +118,15 @@ def typed(rng: random.Random, text: str) -> str:
             words.insert(rng.randint(1, len(words)), _model_code(rng))
         elif kind == "accent":  # a brand-like name takes one ("Zénloria"), else an accented word joins
             names = [k for k, w in enumerate(words) if w[:1].isupper() and k > 0]
-            spots = [i for i, ch in enumerate(words[names[0]]) if ch in _ACCENTS] if names else []
+            accents = _ACCENTS
+            if generator >= 12:  # ... or, half the time, any word takes one of every accent ("Sãvo")
+                accents = ACCENTS_WIDE
+                if rng.random() < 0.5:
+                    names = [rng.randrange(len(words))]
+            spots = [i for i, ch in enumerate(words[names[0]]) if ch in accents] if names else []
             if spots:
                 w, i = words[names[0]], rng.choice(spots)
-                words[names[0]] = w[:i] + rng.choice(_ACCENTS[w[i]]) + w[i + 1:]
+                words[names[0]] = w[:i] + rng.choice(accents[w[i]]) + w[i + 1:]
             else:
                 words.insert(rng.randint(0, len(words) - 1), rng.choice(LOANWORDS))
         elif kind == "possessive" and len(content) >= 2 and content[0] + 1 == content[1]:
@@ -284,7 +293,7 @@ def open_world_intents(pools: Pools, n: int, seed: int, related: Related | None 
     while len(out) < n:
         text = " ".join(draw().split())
         if rng.random() < TYPED_SHARE:
-            text = typed(rng, text)
+            text = typed(rng, text, generator)
         words = text.split()
         if (text in seen or text in lexicon or not 2 <= len(words) <= 9
                 or any(w in banned for w in content_words(text))):
