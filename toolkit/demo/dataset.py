@@ -46,7 +46,8 @@ GENERATOR_VERSION = 11  # the shipped model's (v11)
 # "my" and plurals in intents, everyday prepositions (intents.determiner); not shipped: v10 copied everyday
 # intents better and free-form, typed and lexicon-style ones worse, and ended long searches with a dangling " |".
 # 11: 10's intents, and twice the search and recommend pieces that fit any subject (``generic``). 12: 11's, and
-# intents with everyday nouns and descriptor adjectives in their slots (intents.EVERYDAY_SHARE).
+# intents with everyday nouns and descriptor adjectives in their slots (intents.EVERYDAY_SHARE) and accents of 72
+# letters on any word (intents.ACCENTS_WIDE).
 GENERATORS = (9, 10, 11, 12)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321

@@ -81,8 +81,9 @@ TYPED_SHARE = 0.3    # an intent written as people type it: capitals, model numb
 _ACCENTS = {"a": "áàâä", "e": "éèêë", "i": "íï", "o": "óôö", "u": "úüû", "n": "ñ", "c": "ç"}
 # Generator 12: every accented Latin letter of Western and Central European languages (v11 never saw "ã" and
 # typed "São Paulo" as "Sëo Paulo": a byte it never saw cannot be copied), on any word, not just brand names
-ACCENTS_WIDE = {"a": "áàâäãåą", "e": "éèêëęě", "i": "íìîï", "o": "óòôöõøő", "u": "úùûüůű", "n": "ñńň", "c": "çćč",
-                "s": "śšş", "z": "źżž", "y": "ýÿ", "r": "ř", "l": "ł", "g": "ğ", "d": "ď", "t": "ť"}
+ACCENTS_WIDE = {"a": "áàâäãåą", "e": "éèêëęě", "i": "íìîï", "o": "óòôöõøő", "u": "úùûüůű", "n": "ñńň",
+                "c": "çćč", "s": "śšş", "z": "źżž", "y": "ýÿ", "r": "ř", "l": "ł", "g": "ğ", "d": "ď", "t": "ť"}
+ANY_WORD_ACCENT = 0.5  # generator 12: share of accent typings put on any word, not a brand-like name
 # Words people type with their accents; the evaluation's typed intents use others (data/typed_intents.tsv)
 LOANWORDS = tuple("""
 crème soufflé entrée purée rosé décor fiancée résumé naïve façade jalapeño piñata señora mañana açaí
@@ -100,7 +101,8 @@ def _model_code(rng: random.Random) -> str:
 def typed(rng: random.Random, text: str, generator: int = 11) -> str:
     """``text`` as a person might type it, one way or two: a capital letter, a title-cased or shouted word,
     a product code or number, an accented letter (generator 12: of ``ACCENTS_WIDE``), a possessive, "&", a
-    question or exclamation mark. The shipped v8 saw only lower-case ASCII words and mangled all of these ("Ferrari Fer Fisky" for "Ferrari
+    question or exclamation mark. The shipped v8 saw only lower-case ASCII words and mangled all of these
+    ("Ferrari Fer Fisky" for "Ferrari
     F40 on a mountain road", nothing of "ÇA VA? café à Paris")."""
     words = text.split()
     content = [k for k, w in enumerate(words) if content_words(w) and w == w.lower()]
@@ -121,7 +123,7 @@ def typed(rng: random.Random, text: str, generator: int = 11) -> str:
             accents = _ACCENTS
             if generator >= 12:  # ... or, half the time, any word takes one of every accent ("Sãvo")
                 accents = ACCENTS_WIDE
-                if rng.random() < 0.5:
+                if rng.random() < ANY_WORD_ACCENT:
                     names = [rng.randrange(len(words))]
             spots = [i for i, ch in enumerate(words[names[0]]) if ch in accents] if names else []
             if spots:
