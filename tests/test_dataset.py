@@ -237,10 +237,10 @@ def test_training_intents_use_the_determiners_and_joints_people_type():
         "mountains", "boxes", "cities", "days", "fishermen", "humans", "leaves"]
 
 
-def test_generator_12_puts_everyday_nouns_and_descriptor_adjectives_in_intents():
+def test_generators_12_and_13_put_everyday_nouns_and_descriptor_adjectives_in_intents():
     # v11 saw "mountain" in 9 of 60,000 intents and "snowy" almost only in its outputs' learned pairs, and
     # sampled "cabin in the snowy mountains" as "cabin in the snowy avenues"
-    from slmkit.demo.intents import DESCRIPTOR_SHARE, open_world_intents
+    from slmkit.demo.intents import DESCRIPTOR_SHARE, LOANWORDS, open_world_intents
     from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, pools
 
     everyday = ("mountain", "cabin", "harbor")
@@ -256,6 +256,12 @@ def test_generator_12_puts_everyday_nouns_and_descriptor_adjectives_in_intents()
     letters = {ch for i in open_world_intents(pools(), 20_000, seed=5, generator=12, everyday=everyday)
                for ch in i if not ch.isascii()}
     assert "ã" in letters and "õ" in letters and len(letters) > 40, sorted(letters)
+    # generator 13 puts accents on any word less often (v12 wrote "üGLASSES"), names and loanwords as before
+    def accented_words(generator: int) -> int:
+        rows = open_world_intents(pools(), 20_000, seed=5, generator=generator, everyday=everyday)
+        return sum(not w.isascii() and w[:1].islower() and w.strip("?!") not in LOANWORDS
+                   for i in rows for w in i.split())
+    assert accented_words(13) < 0.6 * accented_words(12)
     # the older generators draw exactly as they did, and 12 needs its nouns
     old = open_world_intents(pools(), 500, seed=5, generator=11)
     assert open_world_intents(pools(), 500, seed=5, generator=11, everyday=everyday) == old
