@@ -90,3 +90,46 @@ def test_cut_words_are_cut_alike_throughout_their_text(data):
             assert any(ids[k:k + sep - 3] == ids[3:sep] for k in range(sep, len(ids))), \
                 f"the output does not copy the intent's ids: {intent!r}"
     assert copied > 100
+
+
+def test_copy_drills_swap_a_copied_word_for_rare_tokens_in_intent_and_output_alike(data):
+    """--copy-drills: a copied intent word becomes a made-up word of rarely seen tokens, everywhere in its
+    text, so the output still copies the intent's ids; a share of 0 changes nothing."""
+    from collections import Counter
+
+    from slmkit.demo.dataset import read_jsonl
+    from slmkit.demo.train import copy_drills, train_tokenizer
+    from slmkit.demo.words import content_words, excluded_words
+
+    texts = [e.text for e in read_jsonl(data)]
+    tok = train_tokenizer(texts, 600)
+    plain = [e.ids for e in tok.encode_batch(texts)]
+    ids = [list(r) for r in plain]
+    assert copy_drills(tok, ids, random.Random(1), 0.0) == 0 and ids == plain
+    changed = copy_drills(tok, ids, random.Random(1), 1.0)
+    assert changed > 300 and sum(a != b for a, b in zip(plain, ids)) == changed
+    sep = tok.token_to_id("<|out|>")
+    banned = excluded_words()
+    for before, after in zip(plain, ids):
+        if before == after:
+            continue
+        old, new = tok.decode(before[3:before.index(sep)]), tok.decode(after[3:after.index(sep)])
+        gone = set(content_words(old)) - set(content_words(new))
+        made = set(content_words(new)) - set(content_words(old))
+        assert len(gone) == 1 and len(made) == 1 and not made & banned, (old, new)
+        output = tok.decode(after[after.index(sep) + 1:])
+        out_words = set(content_words(output))
+        assert made <= out_words and not gone & out_words, (new, output)
+        assert "\ufffd" not in tok.decode(after)
+    # the drilled tokens are the ones the intents rarely held
+    def intent_counts(rows):
+        return Counter(t for r in rows for t in r[3:r.index(sep)])
+    before, after = intent_counts(plain), intent_counts(ids)
+    rare = [t for t in range(tok.get_vocab_size()) if before[t] == 0 and tok.id_to_token(t)[1:].isalpha()]
+    assert sum(after[t] > 0 for t in rare) > len(rare) / 4
+
+
+def test_a_run_with_copy_drills_logs_how_many_texts_it_drilled(tmp_path, data):
+    train(["--out", str(tmp_path / "m"), "--data", str(data), "--steps", "2", "--copy-drills", "0.3", *ARGS])
+    log = json.loads((tmp_path / "m" / "train_log.json").read_text())["data"]
+    assert log["copy_drills"] == 0.3 and 60 < log["drilled_texts"] < 180

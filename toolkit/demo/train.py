@@ -26,7 +26,7 @@ from pathlib import Path
 from slmkit.demo.dataset import GENERATOR_VERSION, GENERATORS, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
 from slmkit.demo.words import content_words, excluded_words
 from slmkit.errors import SlmkitError, run_script
-from slmkit.prompts import CONTROL_TOKENS, EOS
+from slmkit.prompts import CONTROL_TOKENS, EOS, SEP
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -95,6 +95,66 @@ def encode_with_splits(tok, texts: list[str], rng: random.Random, rate: float = 
     for i, ps in zip(chosen, pieces):
         ids[i] = [t for _ in ps for t in next(enc).ids]
     return ids
+
+
+def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> int:
+    """In a seeded ``share`` of the encoded texts, one intent word that the output copies becomes a made-up
+    word of 1-3 tokens, in the intent and in every copy alike; returns how many texts changed. The tokens
+    (ASCII letters) are drawn in inverse proportion to how often the intents hold them, and only content words
+    are replaced, so the copy is drilled on the tokens it rarely sees: v13 broke "birthday" ("Ġbirth" in 52 of
+    240,000 intents), "São Paulo" ("ĠPa": 12) and "SUNGLASSES" ("ĠSUN": 12), and kept words whose tokens are
+    common. A made-up word that spells an evaluation word is drawn again."""
+    sep, banned = tok.token_to_id(SEP), excluded_words()
+    counts = Counter(t for row in ids if sep in row for t in row[3:row.index(sep)])
+    vocab = tok.get_vocab()
+    # ASCII letters only: a lone byte of an accented letter would teach broken characters
+    starts = sorted(i for t, i in vocab.items() if t[:1] == "Ġ" and t[1:].isascii() and t[1:].isalpha())
+    inner = sorted(i for t, i in vocab.items() if t.isascii() and t.isalpha())  # a word's later pieces
+    start_set = set(starts)
+    start_w = [1 / (counts[t] + 1) for t in starts]
+    inner_w = [1 / (counts[t] + 1) for t in inner]
+    go_on = set(inner)
+    changed = 0
+    for row in ids:
+        if rng.random() >= share or sep not in row:
+            continue
+        end = row.index(sep)
+        # the intent's words: spans that open with a word-start token and go on with letters
+        spans, k = [], 3
+        while k < end:
+            j = k + 1
+            while j < end and row[j] in go_on:
+                j += 1
+            if row[k] in start_set and content_words(tok.decode(row[k:j])):  # not "in", "the", "how"
+                spans.append(tuple(row[k:j]))
+            k = j
+        copied = [w for w in spans if _find(row, w, end, go_on) >= 0]
+        if not copied:
+            continue
+        word = rng.choice(copied)
+        for _ in range(10):
+            made = rng.choices(starts, start_w) + rng.choices(inner, inner_w, k=rng.randint(0, 2))
+            words = set(content_words(tok.decode(made)))
+            if words and not words & banned:  # a content word, and not an evaluation one
+                break
+        else:
+            continue
+        at = 3
+        while (at := _find(row, word, at, go_on)) >= 0:
+            row[at:at + len(word)] = made
+            at += len(made)
+        changed += 1
+    return changed
+
+
+def _find(row: list[int], word: tuple[int, ...], start: int, go_on: set[int]) -> int:
+    """Where the whole word ``word`` (not the front of a longer one: no ``go_on`` piece after it) next occurs
+    in ``row`` from ``start``; -1 if nowhere."""
+    n = len(word)
+    for k in range(start, len(row) - n + 1):
+        if tuple(row[k:k + n]) == word and (k + n == len(row) or row[k + n] not in go_on):
+            return k
+    return -1
 
 
 def pack(ids: list[list[int]], block: int, rng: random.Random) -> list[list[int]]:
@@ -169,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="go on from the checkpoint in --checkpoint")
     ap.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # tests: end the process after N steps
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--copy-drills", type=float, default=0.0, metavar="SHARE",
+                    help="share of training texts in which one copied intent word becomes a made-up word of rarely "
+                         "seen tokens (copy_drills; default 0, the shipped recipe)")
     ap.add_argument("--generator", type=int, choices=GENERATORS, default=GENERATOR_VERSION,
                     help=f"the training data's generator version (default {GENERATOR_VERSION}, the shipped model's)")
     args = ap.parse_args(argv)
@@ -191,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     tok = train_tokenizer(train, args.vocab)
     eos = tok.token_to_id(EOS)
     train_ids = encode_with_splits(tok, train, random.Random(args.seed + 1))
+    drilled = copy_drills(tok, train_ids, random.Random(args.seed + 2), args.copy_drills) if args.copy_drills else 0
     held_ids = [e.ids for e in tok.encode_batch(held)]
     n_tokens = sum(map(len, train_ids))
     coverage = token_coverage(tok, train_ids)
@@ -282,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"seed": args.seed, "examples": len(train), "intents": len({e.intent for e in rows}),
                "data": {"generator_version": args.generator, "data_seed": TRAIN_SEED,
                         "relevance_labels": dict(sorted(Counter(e.relevance for e in rows).items())),
-                        "eval_words_in_training_data": 0},
+                        "eval_words_in_training_data": 0, "copy_drills": args.copy_drills,
+                        "drilled_texts": drilled},
                "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
                "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "lr": args.lr,
                "warmup": args.warmup, "batch_blocks": args.batch,
