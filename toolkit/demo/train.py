@@ -97,6 +97,9 @@ def encode_with_splits(tok, texts: list[str], rng: random.Random, rate: float = 
     return ids
 
 
+INTENT_AT = 3  # a text's intent starts after its three control tokens (task, length, relevance)
+
+
 def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> int:
     """In a seeded ``share`` of the encoded texts, one intent word that the output copies becomes a made-up
     word of 1-3 tokens, in the intent and in every copy alike; returns how many texts changed. The tokens
@@ -105,7 +108,7 @@ def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> 
     240,000 intents), "São Paulo" ("ĠPa": 12) and "SUNGLASSES" ("ĠSUN": 12), and kept words whose tokens are
     common. A made-up word that spells an evaluation word is drawn again."""
     sep, banned = tok.token_to_id(SEP), excluded_words()
-    counts = Counter(t for row in ids if sep in row for t in row[3:row.index(sep)])
+    counts = Counter(t for row in ids if sep in row for t in row[INTENT_AT:row.index(sep)])
     vocab = tok.get_vocab()
     # ASCII letters only: a lone byte of an accented letter would teach broken characters
     starts = sorted(i for t, i in vocab.items() if t[:1] == "Ġ" and t[1:].isascii() and t[1:].isalpha())
@@ -120,7 +123,7 @@ def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> 
             continue
         end = row.index(sep)
         # the intent's words: spans that open with a word-start token and go on with letters
-        spans, k = [], 3
+        spans, k = [], INTENT_AT
         while k < end:
             j = k + 1
             while j < end and row[j] in go_on:
@@ -139,7 +142,7 @@ def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> 
                 break
         else:
             continue
-        at = 3
+        at = INTENT_AT
         while (at := _find(row, word, at, go_on)) >= 0:
             row[at:at + len(word)] = made
             at += len(made)
