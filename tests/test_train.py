@@ -133,3 +133,38 @@ def test_a_run_with_copy_drills_logs_how_many_texts_it_drilled(tmp_path, data):
     train(["--out", str(tmp_path / "m"), "--data", str(data), "--steps", "2", "--copy-drills", "0.3", *ARGS])
     log = json.loads((tmp_path / "m" / "train_log.json").read_text())["data"]
     assert log["copy_drills"] == 0.3 and 60 < log["drilled_texts"] < 180
+
+
+def test_sparse_embeddings_zero_the_gradient_of_rows_whose_token_the_batch_lacks():
+    import torch
+
+    from slmkit.demo.train import hold_absent_rows
+
+    w = torch.nn.Parameter(torch.randn(6, 3))
+    batch = torch.tensor([[1, 3], [3, 4]])
+    (w[batch].sum() + (w @ torch.ones(3)).logsumexp(0)).backward()  # a softmax over all rows, as tied logits give
+    assert (w.grad != 0).all()
+    hold_absent_rows(w, batch)
+    assert (w.grad[[0, 2, 5]] == 0).all() and (w.grad[[1, 3, 4]] != 0).all()
+
+
+def test_sparse_embeddings_keep_the_rows_of_tokens_training_never_holds_where_they_began(tmp_path, data):
+    """The data is ASCII, so the tokens of bytes 0x80-0xFF never occur: with --sparse-embeddings their rows
+    keep their initial direction (weight decay only scales them); without, the softmax turns them all."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    def rows(name: str, *extra: str):
+        train(["--out", str(tmp_path / name), "--data", str(data), *ARGS, *extra])
+        w = load_file(tmp_path / name / "model.safetensors")
+        vocab = json.loads((tmp_path / name / "tokenizer.json").read_text())["model"]["vocab"]
+        unseen = [i for t, i in vocab.items() if len(t) == 1 and ord(t) >= 0xA1 and t not in "ĠĊ"]
+        e = w["transformer.wte.weight"].astype(np.float32)[unseen]
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    start = rows("start", "--steps", "0")
+    held = (rows("sparse", "--steps", "12", "--sparse-embeddings") * start).sum(1)
+    moved = (rows("dense", "--steps", "12") * start).sum(1)
+    assert len(start) > 50 and held.min() > 0.999 and moved.mean() < 0.98
+    log = json.loads((tmp_path / "sparse" / "train_log.json").read_text())
+    assert log["sparse_embeddings"] is True
