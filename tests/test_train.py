@@ -168,3 +168,13 @@ def test_sparse_embeddings_keep_the_rows_of_tokens_training_never_holds_where_th
     assert len(start) > 50 and held.min() > 0.999 and moved.mean() < 0.98
     log = json.loads((tmp_path / "sparse" / "train_log.json").read_text())
     assert log["sparse_embeddings"] is True
+
+
+def test_the_model_card_names_the_training_options_and_generator_a_run_used():
+    from slmkit.demo.evaluate import _generator_extras, _recipe_extras
+
+    plain = {"data": {"copy_drills": 0.0, "drilled_texts": 0}, "sparse_embeddings": False}
+    assert _recipe_extras(plain) == "" and _recipe_extras({"data": {}}) == ""  # older logs lack the keys
+    both = _recipe_extras({"data": {"copy_drills": 0.1, "drilled_texts": 23_990}, "sparse_embeddings": True})
+    assert "share 0.1" in both and "23,990 texts" in both and "Sparse embedding updates" in both
+    assert _generator_extras(11) == "" and "15% of accent typings" in _generator_extras(13)

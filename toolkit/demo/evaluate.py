@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from slmkit.demo.dataset import NEAR_MIN, OUTPUT_FORM, examples
-from slmkit.demo.intents import PSEUDO_SHARE, RARE_SHARE
+from slmkit.demo.intents import (ACCENTS_WIDE, ANY_WORD_ACCENT, DESCRIPTOR_SHARE, EVERYDAY_SHARE, PSEUDO_SHARE,
+                                 RARE_SHARE)
 from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words, everyday_intents, typed_intents
 from slmkit.errors import run_script
 from slmkit.prompts import (DECODING, LENGTHS, RELEVANCE, SEP, TASKS, build_prompt, follows_format, length_bucket,
@@ -311,6 +312,32 @@ def bars(cols: dict[str, dict]) -> list[tuple[str, bool]]:
     ]
 
 
+DATA_MINUTES_PER_10K = 1.2  # generating training data, measured: 240,000 examples in 29 min on the 2-core CPU
+
+
+def _generator_extras(version: int) -> str:
+    """The card's sentence for what generators 12 and on add to the intents."""
+    if version < 12:
+        return ""
+    accents = sum(map(len, ACCENTS_WIDE.values()))
+    return (f" People's words too: a noun slot takes a common concrete noun {100 * EVERYDAY_SHARE:.0f}% of the time "
+            f"(\"mountain\", \"cabin\") and an adjective slot a descriptor adjective {100 * DESCRIPTOR_SHARE:.0f}% "
+            f"(\"snowy\"), so such words are copied, not completed; typed intents take {accents} accented letters, "
+            f"on any word in {100 * ANY_WORD_ACCENT[version]:.0f}% of accent typings.")
+
+
+def _recipe_extras(log: dict) -> str:
+    """The card's sentences for the training options a run used (copy drills, sparse embedding updates)."""
+    out = ""
+    if log["data"].get("copy_drills"):
+        out += (f" Copy drills (share {log['data']['copy_drills']:g}): in {log['data']['drilled_texts']:,} texts one "
+                "copied intent word became a made-up word of rarely seen tokens, in the intent and every copy.")
+    if log.get("sparse_embeddings"):
+        out += (" Sparse embedding updates: a token's embedding row changes only in steps whose batch holds the "
+                "token, so rows of rarely seen tokens stay apart instead of all drifting one way.")
+    return out
+
+
 def write_card(model_dir: Path, cols: dict[str, dict], extra: str = "") -> Path:
     """MODEL_CARD.md of the demo model from its train_log.json and these evaluation figures."""
     log = json.loads((model_dir / "train_log.json").read_text())
@@ -352,7 +379,7 @@ default model of every slmkit command and the fp16 reference of the quality figu
 {log['intents']:,} open-world intents of 2-9 words over broad English ("wonderwords" part-of-speech lists
 and "wordfreq"'s 150k commonest words; a noun or adjective slot takes a rare word {100 * RARE_SHARE:.0f}% and a
 made-up word {100 * PSEUDO_SHARE:.0f}% of the time, so the model must copy words rather than recall them; brand-like
-names), most of the rest built around an anchor noun and its MiniLM neighbours; {log['examples']:,} examples ({log['train_tokens_per_epoch']:,} tokens).
+names), most of the rest built around an anchor noun and its MiniLM neighbours; {log['examples']:,} examples ({log['train_tokens_per_epoch']:,} tokens).{_generator_extras(log['data']['generator_version'])}
 Outputs copy the intent's words (a t2i prompt opens with the intent as written, no article put before it)
 and add descriptors that all-MiniLM-L6-v2 ranks nearest to the intent's known words: rare, made-up and
 brand-like words, a few times in the data each, are left out of the ranking. Only clearly near ones are kept
@@ -371,9 +398,9 @@ of the training data: {log['data']['eval_words_in_training_data']} occurrences (
 ## Training
 `{log.get('command', 'python -m slmkit.demo.train')}` (seed {log['seed']}): AdamW, lr {log['lr']:g} ({log['warmup']} warm-up steps) cosine to {log['lr'] / 10:g},
 batch {log['batch_blocks']} x {log['block']} packed tokens, {log['steps']} steps, {log['tokens_seen']:,} tokens
-({log['epochs']:.2f} epochs), {log.get('precision', 'fp32')} matmuls (weights and optimizer fp32). This run: {log['device']},
+({log['epochs']:.2f} epochs), {log.get('precision', 'fp32')} matmuls (weights and optimizer fp32).{_recipe_extras(log)} This run: {log['device']},
 {log['threads']} threads, {log['train_seconds']} s ({log['tokens_seen'] / max(1, log['train_seconds']):,.0f} tokens/s; on this project's 2-core CPU with AVX512-BF16,
-bf16 autocast trained 1.3x (this run's machine) to 2.5x faster than fp32, measured), so the recipe fits the 2-hour CPU budget. Generating the data takes about 20 min on the same CPU. Held-out
+bf16 autocast trained 1.3x (this run's machine) to 2.5x faster than fp32, measured), so the recipe fits the 2-hour CPU budget. Generating the data takes about {DATA_MINUTES_PER_10K * log['examples'] / 10_000:.0f} min on the same CPU (once; it is reused). Held-out
 loss on the free-form evaluation texts {log['held_loss_fp32']:.4f} (perplexity {log['held_ppl_fp32']:.1f}; the
 intents' own words are unseen, so the prompt part is hard to predict; the output given its prompt is what matters).
 
