@@ -269,6 +269,29 @@ def test_generators_12_and_13_put_everyday_nouns_and_descriptor_adjectives_in_in
         open_world_intents(pools(), 5, seed=5, generator=12)
 
 
+def test_generator_14_types_prices_percentages_abbreviations_and_quotes_but_not_the_evaluations_own():
+    # v13 + sparse embedding updates copied "$300", "50% OFF", "Dr. Martens" and '"Employee of the Month"' at
+    # p 0.00: no intent had ever held "$", "%", an abbreviation's "." or a quote
+    import re
+
+    from slmkit.demo.intents import ABBREVIATIONS, open_world_intents
+    from slmkit.demo.words import pools, typed_intents
+
+    everyday = ("mountain", "cabin", "harbor")
+    rows = open_world_intents(pools(), 3000, seed=5, generator=14, everyday=everyday)
+    share = lambda pattern: sum(bool(re.search(pattern, r)) for r in rows) / len(rows)  # noqa: E731
+    for pattern in (r"\$\d+\b", r"\b\d+% ?", r"\b[A-Za-z]+\. |\b[A-Za-z]+\.$", r'"[^"]+"'):
+        assert 0.01 < share(pattern) < 0.06, pattern
+    assert all(r.count('"') in (0, 2) for r in rows) and not any("," in r or "|" in r for r in rows)
+    # the evaluation's own abbreviations and percentage stay its own
+    typed_words = {w for _, i in typed_intents() for w in i.split()}
+    assert {"Dr.", "Mt.", "St.", "vs."} <= typed_words and not typed_words & set(ABBREVIATIONS)
+    assert not any(re.search(r"\b50%", r) or w in r.split() for r in rows for w in ("Dr.", "Mt.", "St.", "vs."))
+    # generator 13's intents hold none of them
+    assert not any(re.search(r'[$%"]', r) for r in open_world_intents(pools(), 3000, seed=5, generator=13,
+                                                                      everyday=everyday))
+
+
 def test_everyday_set_is_hand_written_lower_case_requests_in_every_task():
     from slmkit.demo.words import everyday_intents
 

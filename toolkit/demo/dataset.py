@@ -48,8 +48,9 @@ GENERATOR_VERSION = 11  # the shipped model's (v11)
 # 11: 10's intents, and twice the search and recommend pieces that fit any subject (``generic``). 12: 11's, and
 # intents with everyday nouns and descriptor adjectives in their slots (intents.EVERYDAY_SHARE) and accents of 72
 # letters on any word (intents.ACCENTS_WIDE). 13: 12's, with accents put on any word less often
-# (intents.ANY_WORD_ACCENT).
-GENERATORS = (9, 10, 11, 12, 13)
+# (intents.ANY_WORD_ACCENT). 14: 13's, and typed intents with prices, percentages, abbreviations and quotes
+# (intents.TYPINGS_14).
+GENERATORS = (9, 10, 11, 12, 13, 14)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
