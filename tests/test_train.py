@@ -178,3 +178,4 @@ def test_the_model_card_names_the_training_options_and_generator_a_run_used():
     both = _recipe_extras({"data": {"copy_drills": 0.1, "drilled_texts": 23_990}, "sparse_embeddings": True})
     assert "share 0.1" in both and "23,990 texts" in both and "Sparse embedding updates" in both
     assert _generator_extras(11) == "" and "15% of accent typings" in _generator_extras(13)
+    assert "prices" not in _generator_extras(13) and "prices, percentages" in _generator_extras(14)

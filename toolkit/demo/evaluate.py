@@ -316,14 +316,16 @@ DATA_MINUTES_PER_10K = 1.2  # generating training data, measured: 240,000 exampl
 
 
 def _generator_extras(version: int) -> str:
-    """The card's sentence for what generators 12 and on add to the intents."""
+    """The card's sentence for what generators 12 and on add to the intents (14: typed punctuation)."""
     if version < 12:
         return ""
     accents = sum(map(len, ACCENTS_WIDE.values()))
     return (f" People's words too: a noun slot takes a common concrete noun {100 * EVERYDAY_SHARE:.0f}% of the time "
             f"(\"mountain\", \"cabin\") and an adjective slot a descriptor adjective {100 * DESCRIPTOR_SHARE:.0f}% "
             f"(\"snowy\"), so such words are copied, not completed; typed intents take {accents} accented letters, "
-            f"on any word in {100 * ANY_WORD_ACCENT[version]:.0f}% of accent typings.")
+            f"on any word in {100 * ANY_WORD_ACCENT[version]:.0f}% of accent typings"
+            + ("; and prices, percentages, abbreviations and quoted names (\"under $1200\", \"30% off\", \"Prof.\")."
+               if version >= 14 else "."))
 
 
 def _recipe_extras(log: dict) -> str:

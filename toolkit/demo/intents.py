@@ -103,8 +103,8 @@ def _model_code(rng: random.Random) -> str:
 def typed(rng: random.Random, text: str, generator: int = 11) -> str:
     """``text`` as a person might type it, one way or two: a capital letter, a title-cased or shouted word,
     a product code or number, an accented letter (generator 12 and on: of ``ACCENTS_WIDE``), a possessive, "&", a
-    question or exclamation mark (generator 14 and on: a price, a percentage, an abbreviation or a quoted name). The shipped v8 saw only lower-case ASCII words and mangled all of these
-    ("Ferrari Fer Fisky" for "Ferrari
+    question or exclamation mark (generator 14 and on: a price, a percentage, an abbreviation or a quoted name).
+    The shipped v8 saw only lower-case ASCII words and mangled all of these ("Ferrari Fer Fisky" for "Ferrari
     F40 on a mountain road", nothing of "ÇA VA? café à Paris")."""
     words = text.split()
     content = [k for k, w in enumerate(words) if content_words(w) and w == w.lower()]
@@ -146,9 +146,9 @@ def typed(rng: random.Random, text: str, generator: int = 11) -> str:
             else:
                 words.insert(rng.randint(0, len(words)), price)
         elif kind == "percent":  # "30% off", "90%"
-            words.insert(rng.randint(0, len(words)), f"{rng.choice(PERCENTS)}%")
+            at = rng.randint(0, len(words))
+            words.insert(at, f"{rng.choice(PERCENTS)}%")
             if rng.random() < 0.5:
-                at = next(k for k, w in enumerate(words) if w.endswith("%"))
                 words.insert(at + 1, rng.choice(["off", "OFF"]))
         elif kind == "abbreviation":
             words.insert(rng.randint(0, len(words)), rng.choice(ABBREVIATIONS))
