@@ -129,6 +129,12 @@ def test_copy_drills_swap_a_copied_word_for_rare_tokens_in_intent_and_output_ali
     assert sum(after[t] > 0 for t in rare) > len(rare) / 4
 
 
+@pytest.mark.parametrize("share", ["-0.1", "1.5", "nan"])
+def test_a_copy_drill_share_outside_0_to_1_is_one_clear_error(tmp_path, data, share):
+    with pytest.raises(SlmkitError, match="--copy-drills SHARE is a share of the texts, 0 to 1"):
+        train(["--out", str(tmp_path / "m"), "--data", str(data), "--copy-drills", share, *ARGS])
+
+
 def test_a_run_with_copy_drills_logs_how_many_texts_it_drilled(tmp_path, data):
     train(["--out", str(tmp_path / "m"), "--data", str(data), "--steps", "2", "--copy-drills", "0.3", *ARGS])
     log = json.loads((tmp_path / "m" / "train_log.json").read_text())["data"]

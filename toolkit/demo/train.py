@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.resume and not (args.checkpoint and (args.checkpoint / "state.pt").is_file()):
         raise SlmkitError("--resume needs --checkpoint DIR holding state.pt")
+    if not 0 <= args.copy_drills <= 1:
+        raise SlmkitError(f"--copy-drills SHARE is a share of the texts, 0 to 1, not {args.copy_drills:g}")
 
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
