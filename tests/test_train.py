@@ -113,6 +113,7 @@ def test_copy_drills_swap_a_copied_word_for_rare_tokens_in_intent_and_output_ali
     for before, after in zip(plain, ids):
         if before == after:
             continue
+        assert len(after) == len(before)  # the made-up word has as many tokens as the word it replaced
         old, new = tok.decode(before[3:before.index(sep)]), tok.decode(after[3:after.index(sep)])
         gone = set(content_words(old)) - set(content_words(new))
         made = set(content_words(new)) - set(content_words(old))

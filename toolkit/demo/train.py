@@ -102,7 +102,9 @@ INTENT_AT = 3  # a text's intent starts after its three control tokens (task, le
 
 def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> int:
     """In a seeded ``share`` of the encoded texts, one intent word that the output copies becomes a made-up
-    word of 1-3 tokens, in the intent and in every copy alike; returns how many texts changed. The tokens
+    word of as many tokens as it had, in the intent and in every copy alike; returns how many texts changed.
+    Keeping the length keeps the drills from teaching a word shape of their own (made-up words of 1-3 tokens
+    whatever they replaced made a copied "wolf" go on as "wolfations"). The tokens
     (ASCII letters) are drawn in inverse proportion to how often the intents hold them, and only content words
     are replaced, so the copy is drilled on the tokens it rarely sees: v13 broke "birthday" ("Ġbirth" in 52 of
     240,000 intents), "São Paulo" ("ĠPa": 12) and "SUNGLASSES" ("ĠSUN": 12), and kept words whose tokens are
@@ -136,7 +138,7 @@ def copy_drills(tok, ids: list[list[int]], rng: random.Random, share: float) -> 
             continue
         word = rng.choice(copied)
         for _ in range(10):
-            made = rng.choices(starts, start_w) + rng.choices(inner, inner_w, k=rng.randint(0, 2))
+            made = rng.choices(starts, start_w) + rng.choices(inner, inner_w, k=len(word) - 1)
             words = set(content_words(tok.decode(made)))
             if words and not words & banned:  # a content word, and not an evaluation one
                 break
