@@ -115,7 +115,12 @@ def test_continuous_batch_gives_each_sequence_its_own_stream(runtime):
     and most must agree (as for batched candidates)."""
     prompts = [e.prompt for e in examples("eval", 4)]
     greedy, finish = run_batch(runtime, prompts, 2, max_new_tokens=16)
-    assert greedy == [runtime.generate(p, max_new_tokens=16) for p in prompts]
+    alone = [runtime.generate(p, max_new_tokens=16) for p in prompts]
+    # each sequence gets its own stream: its opening piece (the copied intent) is its own prompt's
+    assert [g.split("|")[0].split(",")[0] for g in greedy] == [a.split("|")[0].split(",")[0] for a in alone]
+    # and the same tokens, except where a near tie flips: Q4_0's matrix-matrix kernels on an AMD EPYC turned
+    # one of 4 ("| must know |" alone, "| in depth |" batched)
+    assert sum(g == a for g, a in zip(greedy, alone)) >= 3, (greedy, alone)
     assert set(finish) == {0, 1, 2, 3} and set(finish.values()) <= {"stop", "length"}
     prompts = [e.prompt for e in examples("eval", 8)]
     sampled, _ = run_batch(runtime, prompts, 2, max_new_tokens=16, **DECODING)
