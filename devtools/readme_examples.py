@@ -55,13 +55,12 @@ def main(argv: list[str] | None = None) -> None:
         if res.exit_code:
             raise SystemExit(f"slmkit {shlex.join(cmd)} failed: {res.output.strip()}")
         outs = [line for line in res.stdout.splitlines() if line.strip()]
-        kept = sum(intent in o for o in outs)
-        whole += kept == len(outs)
+        broken = [o for o in outs if intent not in o]
+        whole += not broken
         total += 1
-        print(f"{kept}/{len(outs)}  {shlex.join([intent, *opts])}")
-        for o in outs:
-            if intent not in o:
-                print(f"      {o}")
+        print(f"{len(outs) - len(broken)}/{len(outs)}  {shlex.join([intent, *opts])}")
+        for o in broken:
+            print(f"      {o}")
     print(f"{whole} of {total} examples kept whole in every sample")
 
 
