@@ -130,6 +130,34 @@ def test_copy_drills_swap_a_copied_word_for_rare_tokens_in_intent_and_output_ali
     assert sum(after[t] > 0 for t in rare) > len(rare) / 4
 
 
+def test_init_fine_tunes_a_trained_model_with_its_own_tokenizer_and_records_where_it_began(tmp_path, data):
+    """--init: the run starts from the folder's weights (0 steps give them back), keeps its tokenizer and shape
+    whatever the shape options say, moves the weights when it trains, and logs the start's hash and command."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    train(["--out", str(tmp_path / "base"), "--data", str(data), "--steps", "2", *ARGS])
+    other = [a if a not in ("64", "96") else {"64": "32", "96": "48"}[a] for a in ARGS]  # shape options ignored
+    train(["--out", str(tmp_path / "same"), "--data", str(data), "--steps", "0", "--init", str(tmp_path / "base"),
+           *other])
+    train(["--out", str(tmp_path / "ft"), "--data", str(data), "--steps", "3", "--init", str(tmp_path / "base"),
+           "--lr", "1e-2", *other])
+    base, same, ft = (load_file(tmp_path / n / "model.safetensors") for n in ("base", "same", "ft"))
+    assert all(np.array_equal(base[k], same[k]) for k in base)
+    assert ft.keys() == base.keys() and not np.array_equal(base["transformer.wte.weight"], ft["transformer.wte.weight"])
+    assert (tmp_path / "ft" / "tokenizer.json").read_text() == (tmp_path / "base" / "tokenizer.json").read_text()
+    assert open_model_folder(tmp_path / "ft").shape.n_embd == 64
+    log = json.loads((tmp_path / "ft" / "train_log.json").read_text())
+    assert log["init"]["sha256"] == sha256_file(tmp_path / "base" / "model.safetensors")
+    assert log["init"]["command"].startswith("python -m slmkit.demo.train --out ")
+
+
+def test_init_from_a_folder_that_is_not_a_trained_model_is_one_clear_error(tmp_path, data):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SlmkitError, match="--init .*not a trained model folder"):
+        train(["--out", str(tmp_path / "m"), "--data", str(data), "--init", str(tmp_path / "empty"), *ARGS])
+
+
 @pytest.mark.parametrize("share", ["-0.1", "1.5", "nan"])
 def test_a_copy_drill_share_outside_0_to_1_is_one_clear_error(tmp_path, data, share):
     with pytest.raises(SlmkitError, match="--copy-drills SHARE is a share of the texts, 0 to 1"):

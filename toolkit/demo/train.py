@@ -8,7 +8,8 @@ Seeded end to end (data, tokenizer, initialisation, batch order). The training d
 first (``slmkit.demo.dataset``, minutes) into ``--data`` and reused when it is already there. Writes a
 Hugging Face GPT-2 folder: config.json, fp16 model.safetensors, tokenizer.json (+ its config files) and
 train_log.json. ``--checkpoint DIR`` saves the run every ``--eval-every`` steps; the same command with
-``--resume`` goes on from the last one (a long CPU run can outlive a session).
+``--resume`` goes on from the last one (a long CPU run can outlive a session). ``--init MODEL`` fine-tunes
+a trained demo model (its weights and tokenizer) on other data instead of training a fresh one.
 """
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ def train_tokenizer(texts: list[str], vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
     return tok
+
+
+def init_tokenizer(model_dir: Path):
+    """The tokenizer of a trained model folder (``--init``), with the control tokens it must hold."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    missing = [t for t in [EOS] + CONTROL_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        raise SlmkitError(f"--init {model_dir}: its tokenizer lacks the control token {missing[0]}")
+    return tok
+
+
+def init_record(model_dir: Path | None) -> dict | None:
+    """Where a fine-tune (``--init``) started: the folder, its weights' SHA-256 and its own training command."""
+    if model_dir is None:
+        return None
+    import hashlib
+
+    log = model_dir / "train_log.json"
+    return {"model": str(model_dir),
+            "sha256": hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest(),
+            "command": json.loads(log.read_text()).get("command") if log.is_file() else None}
 
 
 def write_tokenizer(tok, out: Path, n_positions: int) -> None:
@@ -252,6 +276,9 @@ def main(argv: list[str] | None = None) -> None:
                          "seen tokens (copy_drills; default 0, the shipped recipe)")
     ap.add_argument("--sparse-embeddings", action="store_true",
                     help="update an embedding row only in steps whose batch holds its token (hold_absent_rows)")
+    ap.add_argument("--init", type=Path, metavar="MODEL",
+                    help="go on training this demo-model folder (its weights and tokenizer; the shape options are "
+                         "ignored) instead of a fresh model: a fine-tune on other data")
     ap.add_argument("--generator", type=int, choices=GENERATORS, default=GENERATOR_VERSION,
                     help=f"the training data's generator version (default {GENERATOR_VERSION}, the shipped model's)")
     args = ap.parse_args(argv)
@@ -259,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SlmkitError("--resume needs --checkpoint DIR holding state.pt")
     if not 0 <= args.copy_drills <= 1:
         raise SlmkitError(f"--copy-drills SHARE is a share of the texts, 0 to 1, not {args.copy_drills:g}")
+    if args.init and not all((args.init / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
+        raise SlmkitError(f"--init {args.init}: not a trained model folder (config.json, model.safetensors, tokenizer.json)")
 
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -273,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     train = [e.text for e in rows]
     check_unseen(rows)
     held = [e.text for e in examples("eval", args.eval_examples)]
-    tok = train_tokenizer(train, args.vocab)
+    tok = init_tokenizer(args.init) if args.init else train_tokenizer(train, args.vocab)
     eos = tok.token_to_id(EOS)
     train_ids = encode_with_splits(tok, train, random.Random(args.seed + 1))
     drilled = copy_drills(tok, train_ids, random.Random(args.seed + 2), args.copy_drills) if args.copy_drills else 0
@@ -283,11 +312,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {len(train)} train / {len(held)} held-out examples, {n_tokens} train tokens, "
           f"vocab {tok.get_vocab_size()}, {time.time() - t0:.1f}s", flush=True)
 
-    config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=args.ctx, n_embd=args.embd,
-                        n_layer=args.layers, n_head=args.heads, n_inner=args.inner, bos_token_id=eos,
-                        eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        tie_word_embeddings=True)
-    model = GPT2LMHeadModel(config).to(args.device)
+    if args.init:
+        model = GPT2LMHeadModel.from_pretrained(args.init, torch_dtype=torch.float32).to(args.device)
+        args.layers, args.embd, args.inner = model.config.n_layer, model.config.n_embd, model.config.n_inner
+        args.ctx = model.config.n_positions
+    else:
+        config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=args.ctx, n_embd=args.embd,
+                            n_layer=args.layers, n_head=args.heads, n_inner=args.inner, bos_token_id=eos,
+                            eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                            tie_word_embeddings=True)
+        model = GPT2LMHeadModel(config).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {args.layers} layers x {args.embd} wide, n_inner {args.inner}, {n_params / 1e6:.2f}M params",
           flush=True)
@@ -372,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
                         "relevance_labels": dict(sorted(Counter(e.relevance for e in rows).items())),
                         "eval_words_in_training_data": 0, "copy_drills": args.copy_drills,
                         "drilled_texts": drilled},
-               "sparse_embeddings": args.sparse_embeddings,
+               "sparse_embeddings": args.sparse_embeddings, "init": init_record(args.init),
                "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
                "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "lr": args.lr,
                "warmup": args.warmup, "batch_blocks": args.batch,
