@@ -150,6 +150,7 @@ def test_init_fine_tunes_a_trained_model_with_its_own_tokenizer_and_records_wher
     log = json.loads((tmp_path / "ft" / "train_log.json").read_text())
     assert log["init"]["sha256"] == sha256_file(tmp_path / "base" / "model.safetensors")
     assert log["init"]["command"].startswith("python -m slmkit.demo.train --out ")
+    assert log["init"]["steps"] == 2 and log["init"]["examples"] == 400
 
 
 def test_init_from_a_folder_that_is_not_a_trained_model_is_one_clear_error(tmp_path, data):
@@ -212,5 +213,8 @@ def test_the_model_card_names_the_training_options_and_generator_a_run_used():
     assert _recipe_extras(plain) == "" and _recipe_extras({"data": {}}) == ""  # older logs lack the keys
     both = _recipe_extras({"data": {"copy_drills": 0.1, "drilled_texts": 23_990}, "sparse_embeddings": True})
     assert "share 0.1" in both and "23,990 texts" in both and "Sparse embedding updates" in both
+    tuned = _recipe_extras({"data": {}, "init": {"sha256": "ab" * 32, "command": "python -m slmkit.demo.train --out m",
+                                                  "generator_version": 11, "examples": 120_000, "steps": 2700}})
+    assert "fine-tunes an earlier one" in tuned and "`python -m slmkit.demo.train --out m` (generator 11, 120,000" in tuned
     assert _generator_extras(11) == "" and "15% of accent typings" in _generator_extras(13)
     assert "prices" not in _generator_extras(13) and "prices, percentages" in _generator_extras(14)

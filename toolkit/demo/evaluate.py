@@ -329,8 +329,14 @@ def _generator_extras(version: int) -> str:
 
 
 def _recipe_extras(log: dict) -> str:
-    """The card's sentences for the training options a run used (copy drills, sparse embedding updates)."""
+    """The card's sentences for the training options a run used (a fine-tune's start, copy drills, sparse
+    embedding updates)."""
     out = ""
+    if log.get("init"):
+        base = log["init"]
+        out += (f" This run fine-tunes an earlier one, whose weights (SHA-256 {base['sha256'][:12]}...) and tokenizer it "
+                f"starts from: `{base['command']}` (generator {base['generator_version']}, {base['examples']:,} examples, "
+                f"{base['steps']} steps).")
     if log["data"].get("copy_drills"):
         out += (f" Copy drills (share {log['data']['copy_drills']:g}): in {log['data']['drilled_texts']:,} texts one "
                 "copied intent word became a made-up word of rarely seen tokens, in the intent and every copy.")

@@ -61,10 +61,12 @@ def init_record(model_dir: Path | None) -> dict | None:
         return None
     import hashlib
 
-    log = model_dir / "train_log.json"
+    path = model_dir / "train_log.json"
+    log = json.loads(path.read_text()) if path.is_file() else {}
     return {"model": str(model_dir),
             "sha256": hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest(),
-            "command": json.loads(log.read_text()).get("command") if log.is_file() else None}
+            "command": log.get("command"), "generator_version": log.get("data", {}).get("generator_version"),
+            "examples": log.get("examples"), "steps": log.get("steps"), "init": log.get("init")}
 
 
 def write_tokenizer(tok, out: Path, n_positions: int) -> None:
