@@ -153,6 +153,52 @@ def test_init_fine_tunes_a_trained_model_with_its_own_tokenizer_and_records_wher
     assert log["init"]["steps"] == 2 and log["init"]["examples"] == 400
 
 
+def test_reset_drifted_rows_redraws_the_rows_in_the_byte_tokens_direction_and_only_them():
+    import torch
+
+    from slmkit.demo.train import reset_drifted_rows
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(40, 16, generator=g)
+    shared = torch.randn(16, generator=g)
+    drifted = [3, 5, 7, 20, 31]  # rows pushed far along one direction, as v11's rarely seen tokens were
+    w[drifted] = shared * 5 + torch.randn(5, 16, generator=g) * 0.1
+    before = w.clone()
+    ids = reset_drifted_rows(w, reference=[3, 5, 7], generator=g)
+    assert ids == drifted
+    keep = [i for i in range(40) if i not in drifted]
+    assert torch.equal(w[keep], before[keep])
+    unit = w[drifted] / w[drifted].norm(dim=1, keepdim=True)
+    assert w[drifted].norm(dim=1).max() < 0.2 and (unit @ unit.T - torch.eye(5)).abs().max() < 0.9
+
+
+def test_a_fine_tune_with_reset_drifted_redraws_the_drifted_byte_rows_and_logs_them(tmp_path, data):
+    """A freshly trained tiny model has no drifted rows (0 re-drawn); one whose byte tokens' rows all point
+    one way, as v11's did, gets exactly those rows re-drawn."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from slmkit.demo.train import byte_token_ids, init_tokenizer
+
+    train(["--out", str(tmp_path / "base"), "--data", str(data), "--steps", "2", *ARGS])
+    step0 = ["--data", str(data), "--steps", "0", "--reset-drifted", *ARGS]
+    train(["--out", str(tmp_path / "fresh"), "--init", str(tmp_path / "base"), *step0])
+    assert json.loads((tmp_path / "fresh" / "train_log.json").read_text())["reset_drifted_rows"] == 0
+    w = load_file(tmp_path / "base" / "model.safetensors")
+    e = w["transformer.wte.weight"].astype(np.float32)
+    rows = byte_token_ids(init_tokenizer(tmp_path / "base"))
+    e[rows] = 2.0 + np.random.default_rng(0).normal(0, 0.05, (len(rows), e.shape[1]))  # one shared direction
+    w["transformer.wte.weight"] = e.astype(np.float16)
+    save_file(w, tmp_path / "base" / "model.safetensors", metadata={"format": "pt"})
+    train(["--out", str(tmp_path / "ft"), "--init", str(tmp_path / "base"), *step0])
+    assert json.loads((tmp_path / "ft" / "train_log.json").read_text())["reset_drifted_rows"] == len(rows) > 50
+    after = load_file(tmp_path / "ft" / "model.safetensors")["transformer.wte.weight"].astype(np.float32)
+    others = [i for i in range(len(e)) if i not in set(rows)]
+    assert np.abs(after[rows]).max() < 0.2 and np.allclose(after[others], e[others], atol=1e-3)
+    with pytest.raises(SlmkitError, match="--reset-drifted .* needs --init"):
+        train(["--out", str(tmp_path / "m"), "--data", str(data), "--reset-drifted", *ARGS])
+
+
 def test_init_from_a_folder_that_is_not_a_trained_model_is_one_clear_error(tmp_path, data):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlmkitError, match="--init .*not a trained model folder"):

@@ -201,6 +201,31 @@ def hold_absent_rows(weight, batch) -> None:
     weight.grad[absent] = 0
 
 
+DRIFTED = 0.9  # cosine to the byte tokens' mean direction from which a row counts as drifted (v11: 265 rows)
+
+
+def byte_token_ids(tok) -> list[int]:
+    """The ids of the single-byte tokens of bytes 0x80-0xFF and the like (one character of U+0080-U+024F in
+    the byte-level alphabet, not the space "Ġ" or newline "Ċ"): pieces a text rarely holds."""
+    return sorted(i for t, i in tok.get_vocab().items() if len(t) == 1 and 0x80 <= ord(t) < 0x250 and t not in "ĠĊ")
+
+
+def reset_drifted_rows(weight, reference: list[int], generator, threshold: float = DRIFTED, std: float = 0.02
+                       ) -> list[int]:
+    """Re-draw (normal, ``std``: the initialiser's scale) the embedding rows that drifted into the one
+    direction ``hold_absent_rows`` describes: those at cosine >= ``threshold`` to the mean direction of the
+    ``reference`` rows (the byte tokens). Returns their ids. A fine-tune from such a model (``--init``) then
+    learns the rows its data holds apart, and the rest stay distinct where they were drawn."""
+    import torch
+
+    with torch.no_grad():
+        unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        direction = unit[reference].mean(0)
+        ids = ((unit @ (direction / direction.norm())) >= threshold).nonzero().flatten()
+        weight[ids] = torch.randn(len(ids), weight.shape[1], generator=generator).to(weight) * std
+    return ids.tolist()
+
+
 def pack(ids: list[list[int]], block: int, rng: random.Random) -> list[list[int]]:
     """Shuffle examples and concatenate them into blocks of ``block`` tokens."""
     order = list(range(len(ids)))
@@ -281,6 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", type=Path, metavar="MODEL",
                     help="go on training this demo-model folder (its weights and tokenizer; the shape options are "
                          "ignored) instead of a fresh model: a fine-tune on other data")
+    ap.add_argument("--reset-drifted", action="store_true",
+                    help="with --init: re-draw the embedding rows that drifted into one shared direction (rows of "
+                         "rarely seen tokens, reset_drifted_rows) before fine-tuning")
     ap.add_argument("--generator", type=int, choices=GENERATORS, default=GENERATOR_VERSION,
                     help=f"the training data's generator version (default {GENERATOR_VERSION}, the shipped model's)")
     args = ap.parse_args(argv)
@@ -290,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SlmkitError(f"--copy-drills SHARE is a share of the texts, 0 to 1, not {args.copy_drills:g}")
     if args.init and not all((args.init / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
         raise SlmkitError(f"--init {args.init}: not a trained model folder (config.json, model.safetensors, tokenizer.json)")
+    if args.reset_drifted and not args.init:
+        raise SlmkitError("--reset-drifted re-draws rows of a trained model: it needs --init MODEL")
 
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -314,10 +344,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {len(train)} train / {len(held)} held-out examples, {n_tokens} train tokens, "
           f"vocab {tok.get_vocab_size()}, {time.time() - t0:.1f}s", flush=True)
 
+    reset: list[int] = []  # embedding rows re-drawn (--reset-drifted)
     if args.init:
         model = GPT2LMHeadModel.from_pretrained(args.init, torch_dtype=torch.float32).to(args.device)
         args.layers, args.embd, args.inner = model.config.n_layer, model.config.n_embd, model.config.n_inner
         args.ctx = model.config.n_positions
+        if args.reset_drifted and not args.resume:
+            reset = reset_drifted_rows(model.transformer.wte.weight, byte_token_ids(tok),
+                                       torch.Generator().manual_seed(args.seed + 3))
+            print(f"re-drew {len(reset)} drifted embedding rows", flush=True)
     else:
         config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=args.ctx, n_embd=args.embd,
                             n_layer=args.layers, n_head=args.heads, n_inner=args.inner, bos_token_id=eos,
@@ -361,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_rng_state(state["torch_rng"])
         rng.setstate(state["rng"])
         log, blocks, epoch, seen, first = state["log"], state["blocks"], state["epoch"], state["seen"], state["step"]
+        reset = state.get("reset", [])
         print(f"resumed at step {first} from {args.checkpoint}", flush=True)
     model.train()
     t_run, seen_at_start, before = time.time(), seen, (log[-1]["train_s"] if log else 0.0)
@@ -393,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
             args.checkpoint.mkdir(parents=True, exist_ok=True)
             tmp = args.checkpoint / "state.pt.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "rng": rng.getstate(), "log": log, "blocks": blocks, "epoch": epoch, "seen": seen,
+                        "rng": rng.getstate(), "log": log, "blocks": blocks, "epoch": epoch, "seen": seen, "reset": reset,
                         "step": step + 1}, tmp)
             os.replace(tmp, args.checkpoint / "state.pt")
         if args.stop_after and step + 1 >= args.stop_after:
@@ -409,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
                         "eval_words_in_training_data": 0, "copy_drills": args.copy_drills,
                         "drilled_texts": drilled},
                "sparse_embeddings": args.sparse_embeddings, "init": init_record(args.init),
+               "reset_drifted_rows": len(reset),
                "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
                "tokens_seen": seen, "epochs": seen / n_tokens, "steps": args.steps, "lr": args.lr,
                "warmup": args.warmup, "batch_blocks": args.batch,
