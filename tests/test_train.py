@@ -199,6 +199,22 @@ def test_a_fine_tune_with_reset_drifted_redraws_the_drifted_byte_rows_and_logs_t
         train(["--out", str(tmp_path / "m"), "--data", str(data), "--reset-drifted", *ARGS])
 
 
+def test_label_margin_leaves_out_the_examples_near_a_relevance_boundary_and_keeps_unmeasured_ones():
+    from slmkit.demo.train import clear_of_boundaries
+
+    rows = [Example("harbor", "t2i", "short", "mid", "harbor", r) for r in (0.10, 0.33, 0.37, 0.50, 0.62, 0.66, 0.80)]
+    rows.append(Example("harbor", "t2i", "short", "mid", "harbor"))  # no measured reward
+    kept = clear_of_boundaries(rows, 0.05)
+    assert [e.reward for e in kept[:-1]] == [0.10, 0.50, 0.80] and kept[-1] is rows[-1]
+    assert clear_of_boundaries(rows, 0.0) == rows
+
+
+@pytest.mark.parametrize("margin", ["-0.1", "0.2"])
+def test_a_label_margin_outside_its_range_is_one_clear_error(tmp_path, data, margin):
+    with pytest.raises(SlmkitError, match="--label-margin M is a reward distance"):
+        train(["--out", str(tmp_path / "m"), "--data", str(data), "--label-margin", margin, *ARGS])
+
+
 def test_init_from_a_folder_that_is_not_a_trained_model_is_one_clear_error(tmp_path, data):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlmkitError, match="--init .*not a trained model folder"):
@@ -261,6 +277,8 @@ def test_the_model_card_names_the_training_options_and_generator_a_run_used():
     assert "share 0.1" in both and "23,990 texts" in both and "Sparse embedding updates" in both
     tuned = _recipe_extras({"data": {}, "init": {"sha256": "ab" * 32, "command": "python -m slmkit.demo.train --out m",
                                                   "generator_version": 11, "examples": 120_000, "steps": 2700}})
+    sharp = _recipe_extras({"data": {"label_margin": 0.05, "left_out_near_boundaries": 43_210}, "reset_drifted_rows": 265})
+    assert "265 embedding rows" in sharp and "within 0.05 of a relevance bucket" in sharp and "43,210 of them" in sharp
     assert "fine-tunes an earlier one" in tuned and "`python -m slmkit.demo.train --out m` (generator 11, 120,000" in tuned
     assert _generator_extras(11) == "" and "15% of accent typings" in _generator_extras(13)
     assert "prices" not in _generator_extras(13) and "prices, percentages" in _generator_extras(14)

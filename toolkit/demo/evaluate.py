@@ -337,6 +337,14 @@ def _recipe_extras(log: dict) -> str:
         out += (f" This run fine-tunes an earlier one, whose weights (SHA-256 {base['sha256'][:12]}...) and tokenizer it "
                 f"starts from: `{base['command']}` (generator {base['generator_version']}, {base['examples']:,} examples, "
                 f"{base['steps']} steps).")
+    if log.get("reset_drifted_rows"):
+        out += (f" Before it, the {log['reset_drifted_rows']} embedding rows that had drifted into one shared direction "
+                "(rows of rarely seen tokens: accented letters' bytes, \".\", \"$\", \"%\") were re-drawn at the "
+                "initialiser's scale, so the model can tell them apart when it copies them.")
+    if log["data"].get("label_margin"):
+        out += (f" Examples whose measured reward lies within {log['data']['label_margin']:g} of a relevance bucket "
+                f"boundary (0.35, 0.65) were left out ({log['data']['left_out_near_boundaries']:,} of them), so each "
+                "relevance token stands for clearly different relevance.")
     if log["data"].get("copy_drills"):
         out += (f" Copy drills (share {log['data']['copy_drills']:g}): in {log['data']['drilled_texts']:,} texts one "
                 "copied intent word became a made-up word of rarely seen tokens, in the intent and every copy.")

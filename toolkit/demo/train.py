@@ -27,7 +27,7 @@ from pathlib import Path
 from slmkit.demo.dataset import GENERATOR_VERSION, GENERATORS, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
 from slmkit.demo.words import content_words, excluded_words
 from slmkit.errors import SlmkitError, run_script
-from slmkit.prompts import CONTROL_TOKENS, EOS, SEP
+from slmkit.prompts import CONTROL_TOKENS, EOS, RELEVANCE, SEP
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -249,6 +249,14 @@ def training_data(path: Path | None, n: int, generator: int = GENERATOR_VERSION)
     return rows[:n]
 
 
+def clear_of_boundaries(rows: list[Example], margin: float) -> list[Example]:
+    """The examples whose measured reward lies at least ``margin`` from every boundary between relevance
+    buckets (0.35, 0.65): one just below 0.65 is labelled mid but reads as high, so dropping those near a
+    boundary makes each control token stand for clearly different relevance. Unmeasured rows are kept."""
+    edges = sorted({b for lo, hi in RELEVANCE.values() for b in (lo, hi) if -1.0 < b < 1.0})
+    return [e for e in rows if math.isnan(e.reward) or all(abs(e.reward - b) >= margin for b in edges)]
+
+
 def check_unseen(rows: list[Example]) -> None:
     """Refuse training data that holds a word of the free-form evaluation intents."""
     banned = excluded_words()
@@ -309,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reset-drifted", action="store_true",
                     help="with --init: re-draw the embedding rows that drifted into one shared direction (rows of "
                          "rarely seen tokens, reset_drifted_rows) before fine-tuning")
+    ap.add_argument("--label-margin", type=float, default=0.0, metavar="M",
+                    help="leave out examples whose measured reward is within M of a relevance bucket boundary "
+                         "(clear_of_boundaries; default 0: all)")
     ap.add_argument("--generator", type=int, choices=GENERATORS, default=GENERATOR_VERSION,
                     help=f"the training data's generator version (default {GENERATOR_VERSION}, the shipped model's)")
     args = ap.parse_args(argv)
@@ -318,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SlmkitError(f"--copy-drills SHARE is a share of the texts, 0 to 1, not {args.copy_drills:g}")
     if args.init and not all((args.init / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
         raise SlmkitError(f"--init {args.init}: not a trained model folder (config.json, model.safetensors, tokenizer.json)")
+    if not 0 <= args.label_margin < 0.15:
+        raise SlmkitError(f"--label-margin M is a reward distance, 0 to 0.15, not {args.label_margin:g}")
     if args.reset_drifted and not args.init:
         raise SlmkitError("--reset-drifted re-draws rows of a trained model: it needs --init MODEL")
 
@@ -331,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
 
     rows = training_data(args.data, args.examples, args.generator)
+    n_read = len(rows)
+    rows = clear_of_boundaries(rows, args.label_margin) if args.label_margin else rows
     train = [e.text for e in rows]
     check_unseen(rows)
     held = [e.text for e in examples("eval", args.eval_examples)]
@@ -443,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
                "data": {"generator_version": args.generator, "data_seed": TRAIN_SEED,
                         "relevance_labels": dict(sorted(Counter(e.relevance for e in rows).items())),
                         "eval_words_in_training_data": 0, "copy_drills": args.copy_drills,
-                        "drilled_texts": drilled},
+                        "drilled_texts": drilled, "label_margin": args.label_margin,
+                        "left_out_near_boundaries": n_read - len(rows)},
                "sparse_embeddings": args.sparse_embeddings, "init": init_record(args.init),
                "reset_drifted_rows": len(reset),
                "tokenizer": coverage, "device": args.device, "train_tokens_per_epoch": n_tokens,
