@@ -17,8 +17,10 @@ def test_demo_model_ships_as_fp16_package_data_under_50_mb():
         assert (DEMO_MODEL / name).is_file(), name
     log = json.loads((DEMO_MODEL / "train_log.json").read_text())
     assert log["examples"] >= 100_000 and log["intents"] >= 50_000
-    # the recipe fits the 2-hour CPU budget: this run was on the project's 2-core CPU (bf16), data excluded
-    assert log["device"] == "cpu" and log["threads"] <= 2 and log["train_seconds"] <= 2 * 3600
+    # the recipe fits the 2-hour CPU budget: this run was on the project's 2-core CPU (bf16), data excluded; a
+    # fine-tune (train --init) counts the run it started from too
+    base = (log.get("init") or {}).get("train_seconds") or 0
+    assert log["device"] == "cpu" and log["threads"] <= 2 and log["train_seconds"] + base <= 2 * 3600
 
 
 @pytest.fixture(scope="module")

@@ -150,7 +150,7 @@ def test_init_fine_tunes_a_trained_model_with_its_own_tokenizer_and_records_wher
     log = json.loads((tmp_path / "ft" / "train_log.json").read_text())
     assert log["init"]["sha256"] == sha256_file(tmp_path / "base" / "model.safetensors")
     assert log["init"]["command"].startswith("python -m slmkit.demo.train --out ")
-    assert log["init"]["steps"] == 2 and log["init"]["examples"] == 400
+    assert log["init"]["steps"] == 2 and log["init"]["examples"] == 400 and log["init"]["train_seconds"] >= 0
 
 
 def test_reset_drifted_rows_redraws_the_rows_in_the_byte_tokens_direction_and_only_them():

@@ -66,7 +66,8 @@ def init_record(model_dir: Path | None) -> dict | None:
     return {"model": str(model_dir),
             "sha256": hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest(),
             "command": log.get("command"), "generator_version": log.get("data", {}).get("generator_version"),
-            "examples": log.get("examples"), "steps": log.get("steps"), "init": log.get("init")}
+            "examples": log.get("examples"), "steps": log.get("steps"), "train_seconds": log.get("train_seconds"),
+            "init": log.get("init")}
 
 
 def write_tokenizer(tok, out: Path, n_positions: int) -> None:
