@@ -164,6 +164,7 @@ def test_reset_drifted_rows_redraws_the_rows_in_the_byte_tokens_direction_and_on
     drifted = [3, 5, 7, 20, 31]  # rows pushed far along one direction, as v11's rarely seen tokens were
     w[drifted] = shared * 5 + torch.randn(5, 16, generator=g) * 0.1
     before = w.clone()
+    assert reset_drifted_rows(w.clone(), reference=[3, 5, 7], generator=g, among=[3, 5, 6, 31]) == [3, 5, 31]
     ids = reset_drifted_rows(w, reference=[3, 5, 7], generator=g)
     assert ids == drifted
     keep = [i for i in range(40) if i not in drifted]
@@ -174,7 +175,7 @@ def test_reset_drifted_rows_redraws_the_rows_in_the_byte_tokens_direction_and_on
 
 def test_a_fine_tune_with_reset_drifted_redraws_the_drifted_byte_rows_and_logs_them(tmp_path, data):
     """A freshly trained tiny model has no drifted rows (0 re-drawn); one whose byte tokens' rows all point
-    one way, as v11's did, gets exactly those rows re-drawn."""
+    one way, as v11's did, gets exactly those rows re-drawn, and a word piece drifted alike keeps its row."""
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
@@ -186,8 +187,10 @@ def test_a_fine_tune_with_reset_drifted_redraws_the_drifted_byte_rows_and_logs_t
     assert json.loads((tmp_path / "fresh" / "train_log.json").read_text())["reset_drifted_rows"] == 0
     w = load_file(tmp_path / "base" / "model.safetensors")
     e = w["transformer.wte.weight"].astype(np.float32)
-    rows = byte_token_ids(init_tokenizer(tmp_path / "base"))
-    e[rows] = 2.0 + np.random.default_rng(0).normal(0, 0.05, (len(rows), e.shape[1]))  # one shared direction
+    tok = init_tokenizer(tmp_path / "base")
+    rows = byte_token_ids(tok)
+    piece = tok.token_to_id("Ġharbor") or max(tok.get_vocab().values())  # a word piece: it keeps its row
+    e[rows + [piece]] = 2.0 + np.random.default_rng(0).normal(0, 0.05, (len(rows) + 1, e.shape[1]))
     w["transformer.wte.weight"] = e.astype(np.float16)
     save_file(w, tmp_path / "base" / "model.safetensors", metadata={"format": "pt"})
     train(["--out", str(tmp_path / "ft"), "--init", str(tmp_path / "base"), *step0])

@@ -211,18 +211,26 @@ def byte_token_ids(tok) -> list[int]:
     return sorted(i for t, i in tok.get_vocab().items() if len(t) == 1 and 0x80 <= ord(t) < 0x250 and t not in "ĠĊ")
 
 
-def reset_drifted_rows(weight, reference: list[int], generator, threshold: float = DRIFTED, std: float = 0.02
-                       ) -> list[int]:
-    """Re-draw (normal, ``std``: the initialiser's scale) the embedding rows that drifted into the one
-    direction ``hold_absent_rows`` describes: those at cosine >= ``threshold`` to the mean direction of the
-    ``reference`` rows (the byte tokens). Returns their ids. A fine-tune from such a model (``--init``) then
-    learns the rows its data holds apart, and the rest stay distinct where they were drawn."""
+def single_character_ids(tok) -> list[int]:
+    """The ids of the tokens of one character (a byte of the byte-level alphabet: letters' bytes, punctuation)."""
+    return sorted(i for t, i in tok.get_vocab().items() if len(t) == 1)
+
+
+def reset_drifted_rows(weight, reference: list[int], generator, threshold: float = DRIFTED, std: float = 0.02,
+                       among: list[int] | None = None) -> list[int]:
+    """Re-draw (normal, ``std``: the initialiser's scale) the embedding rows of ``among`` (default: all) that
+    drifted into the one direction ``hold_absent_rows`` describes: those at cosine >= ``threshold`` to the mean
+    direction of the ``reference`` rows (the byte tokens). Returns their ids. A fine-tune from such a model
+    (``--init``) then learns the rows its data holds apart, and the rest stay distinct where they were drawn."""
     import torch
 
     with torch.no_grad():
         unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
         direction = unit[reference].mean(0)
-        ids = ((unit @ (direction / direction.norm())) >= threshold).nonzero().flatten()
+        drifted = (unit @ (direction / direction.norm())) >= threshold
+        if among is not None:
+            drifted &= torch.isin(torch.arange(len(weight)), torch.tensor(among, dtype=torch.long))
+        ids = drifted.nonzero().flatten()
         weight[ids] = torch.randn(len(ids), weight.shape[1], generator=generator).to(weight) * std
     return ids.tolist()
 
@@ -316,8 +324,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="go on training this demo-model folder (its weights and tokenizer; the shape options are "
                          "ignored) instead of a fresh model: a fine-tune on other data")
     ap.add_argument("--reset-drifted", action="store_true",
-                    help="with --init: re-draw the embedding rows that drifted into one shared direction (rows of "
-                         "rarely seen tokens, reset_drifted_rows) before fine-tuning")
+                    help="with --init: re-draw the rows of single-character tokens (bytes, punctuation) that drifted "
+                         "into one shared direction (rarely seen tokens, reset_drifted_rows) before fine-tuning; "
+                         "word pieces keep theirs, which the model still copies")
     ap.add_argument("--label-margin", type=float, default=0.0, metavar="M",
                     help="leave out examples whose measured reward is within M of a relevance bucket boundary "
                          "(clear_of_boundaries; default 0: all)")
@@ -367,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         args.ctx = model.config.n_positions
         if args.reset_drifted and not args.resume:
             reset = reset_drifted_rows(model.transformer.wte.weight, byte_token_ids(tok),
-                                       torch.Generator().manual_seed(args.seed + 3))
+                                       torch.Generator().manual_seed(args.seed + 3), among=single_character_ids(tok))
             print(f"re-drew {len(reset)} drifted embedding rows", flush=True)
     else:
         config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=args.ctx, n_embd=args.embd,
