@@ -224,6 +224,14 @@ def test_init_from_a_folder_that_is_not_a_trained_model_is_one_clear_error(tmp_p
         train(["--out", str(tmp_path / "m"), "--data", str(data), "--init", str(tmp_path / "empty"), *ARGS])
 
 
+def test_init_from_a_model_with_truncated_weights_is_one_clear_error_not_a_loader_traceback(tmp_path, data):
+    train(["--out", str(tmp_path / "base"), "--data", str(data), "--steps", "1", *ARGS])
+    weights = tmp_path / "base" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(SlmkitError, match="model.safetensors"):
+        train(["--out", str(tmp_path / "m"), "--data", str(data), "--init", str(tmp_path / "base"), *ARGS])
+
+
 @pytest.mark.parametrize("share", ["-0.1", "1.5", "nan"])
 def test_a_copy_drill_share_outside_0_to_1_is_one_clear_error(tmp_path, data, share):
     with pytest.raises(SlmkitError, match="--copy-drills SHARE is a share of the texts, 0 to 1"):

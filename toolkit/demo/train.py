@@ -27,6 +27,8 @@ from pathlib import Path
 from slmkit.demo.dataset import GENERATOR_VERSION, GENERATORS, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
 from slmkit.demo.words import content_words, excluded_words
 from slmkit.errors import SlmkitError, run_script
+from slmkit.files import sha256_file
+from slmkit.model_folder import open_model_folder
 from slmkit.prompts import CONTROL_TOKENS, EOS, RELEVANCE, SEP
 
 
@@ -59,12 +61,10 @@ def init_record(model_dir: Path | None) -> dict | None:
     """Where a fine-tune (``--init``) started: the folder, its weights' SHA-256 and its own training command."""
     if model_dir is None:
         return None
-    import hashlib
-
     path = model_dir / "train_log.json"
     log = json.loads(path.read_text()) if path.is_file() else {}
     return {"model": str(model_dir),
-            "sha256": hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest(),
+            "sha256": sha256_file(model_dir / "model.safetensors"),
             "command": log.get("command"), "generator_version": log.get("data", {}).get("generator_version"),
             "examples": log.get("examples"), "steps": log.get("steps"), "train_seconds": log.get("train_seconds"),
             "init": log.get("init")}
@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SlmkitError(f"--copy-drills SHARE is a share of the texts, 0 to 1, not {args.copy_drills:g}")
     if args.init and not all((args.init / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
         raise SlmkitError(f"--init {args.init}: not a trained model folder (config.json, model.safetensors, tokenizer.json)")
+    if args.init:
+        open_model_folder(args.init)  # a corrupt or truncated file: one clear error, before torch reads it
     if not 0 <= args.label_margin < 0.15:
         raise SlmkitError(f"--label-margin M is a reward distance, 0 to 0.15, not {args.label_margin:g}")
     if args.reset_drifted and not args.init:
