@@ -6,9 +6,9 @@ import pytest
 
 from slmkit.demo import dataset
 from slmkit.demo.dataset import EVAL_FILES, Example, examples, make_output, Plan
-from slmkit.demo.evaluate import pieces as pieces_of
+from slmkit.demo.dataset import pieces as pieces_of
 from slmkit.demo.intents import freeform, lexicon_heldout
-from slmkit.demo.words import (ARTIFACTS, QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS,
+from slmkit.demo.words import (ARTIFACTS, OFF_TOPIC, QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS,
                                TAG_EXTRAS_MORE, TIMES, content_words, excluded_words)
 from slmkit.model_folder import DEMO_MODEL
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, follows_format, length_bucket, relevance_bucket
@@ -30,7 +30,7 @@ def test_no_evaluation_word_in_any_word_pool_or_scaffold():
     banned = excluded_words()
     assert len(banned) > 300
     for group in (pools.nouns, pools.adjectives, pools.verbs, pools.gerunds, pools.rare, ARTIFACTS, STYLES, QUALITIES, TIMES,
-                  SEARCH_SUFFIXES, TAG_EXTRAS, SEARCH_SUFFIXES_MORE, TAG_EXTRAS_MORE):
+                  SEARCH_SUFFIXES, TAG_EXTRAS, SEARCH_SUFFIXES_MORE, TAG_EXTRAS_MORE, *OFF_TOPIC.values()):
         hits = {w for phrase in group for w in content_words(phrase)} & banned
         assert not hits, sorted(hits)[:5]
 
@@ -144,6 +144,44 @@ def test_a_long_output_of_unknown_words_leaves_pieces_to_spare(task):
             used.append(len(pieces))
         assert (max(used) <= 2 * len(pool) / 3) == spare, (generator, max(used), len(pool))
     assert dataset.generic(9) == dataset.generic(10) == dataset.GENERIC  # the older generators' data stands
+
+
+def test_generator_15_draws_off_topic_pieces_from_a_short_list_far_from_the_intent(monkeypatch):
+    """Off-topic pieces from thousands of bank phrases were each too unlikely for min-p sampling to keep, so
+    models asked for mid relevance added none; generator 15 draws them from ``OFF_TOPIC``, per task."""
+    import random
+
+    import numpy as np
+
+    assert all(len(v) >= 2 * dataset.OFF_TOPIC_MIN for v in OFF_TOPIC.values())
+    near_tax = {"tax form", "tax deadline", "tax refund", "income tax", "property tax", "tax software"}
+
+    def embed(texts):
+        axis = [0 if "tax" in t else 1 if "harbor" in t else 2 for t in texts]
+        return np.eye(3, dtype=np.float32)[axis]
+
+    intents = ["tax forms for my shop", "still harbor"]
+    bank_far = [[f"ledger {i}" for i in range(40)], [f"boat {i}" for i in range(40)]]
+    short = dataset.off_topic_pieces(embed(intents), bank_far, embed)
+    for task, pieces in OFF_TOPIC.items():
+        assert short[1][task] == list(pieces)  # all far from the harbor
+        assert short[0][task] == [p for p in pieces if p not in near_tax]  # none about tax for the tax intent
+    monkeypatch.setattr(dataset, "OFF_TOPIC", dict(OFF_TOPIC, t2i=("tax form", "stapler")))
+    short = dataset.off_topic_pieces(embed(intents), bank_far, embed)  # too few far ones: topped up from the bank
+    assert short[0]["t2i"] == ["stapler"] + bank_far[0][:dataset.OFF_TOPIC_MIN - 1]
+    rng = random.Random(0)
+    out = make_output(rng, "still harbor", "recommend", "long", Plan("full", 0.0), [], short[1]["recommend"])
+    assert set(pieces_of(out)[1:]) <= set(OFF_TOPIC["recommend"]), out
+
+
+def test_generator_15_leaves_out_high_outputs_carrying_an_off_topic_piece():
+    rows = [Example("still harbor", "search", "short", rel, out, r) for rel, out, r in (
+        ("high", "still harbor | tax deadline", 0.7), ("high", "still harbor | tax deadline guide", 0.7),
+        ("mid", "still harbor | tax deadline", 0.6), ("high", "still harbor | tax deadlines", 0.7),
+        ("high", "still harbor | guide", 0.9))]
+    assert [dataset.carries_off_topic(e) for e in rows] == [True, True, True, False, False]
+    assert dataset.without_off_topic_highs(rows) == rows[2:]
+    assert dataset.intents_for(80_000, 14) == 40_000 and dataset.intents_for(80_000, 15) == 44_000
 
 
 @pytest.mark.parametrize("sea_cosine, near", [(0.6, ["boat", "sea glass"]), (0.3, ["boat"])])

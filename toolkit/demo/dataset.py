@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from slmkit.demo.words import (ABSTRACT, ADJECTIVE_KINDS, ARTIFACTS, CONCRETE, DATA, DESCRIPTOR_ADJECTIVES, NOUN_KINDS,
-                               QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS, TAG_EXTRAS_MORE,
+                               OFF_TOPIC, QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS, TAG_EXTRAS_MORE,
                                TIMES, UNPLEASANT, content_words, freeform_intents)
 from slmkit.errors import SlmkitError, run_script
 from slmkit.prompts import LENGTHS, RELEVANCE, TASKS, build_prompt, length_bucket, relevance_bucket, training_text
@@ -49,14 +49,17 @@ GENERATOR_VERSION = 11  # the shipped model's (v11)
 # intents with everyday nouns and descriptor adjectives in their slots (intents.EVERYDAY_SHARE) and accents of 72
 # letters on any word (intents.ACCENTS_WIDE). 13: 12's, with accents put on any word less often
 # (intents.ANY_WORD_ACCENT). 14: 13's, and typed intents with prices, percentages, abbreviations and quotes
-# (intents.TYPINGS_14).
-GENERATORS = (9, 10, 11, 12, 13, 14)
+# (intents.TYPINGS_14). 15: 14's intents, and off-topic pieces drawn from a short list per task (``words.OFF_TOPIC``)
+# instead of thousands of bank phrases, so that a model asked for mid or low relevance finds them likely
+# enough to survive min-p (``off_topic_pieces``).
+GENERATORS = (9, 10, 11, 12, 13, 14, 15)
 TRAIN_SEED = 1234
 EVAL_SEED = 4321
 EVAL_FILES = {"eval": DATA / "eval_freeform.jsonl", "lexicon": DATA / "eval_lexicon.jsonl"}
 ON_TOPIC = 24           # nearest bank phrases an on-topic descriptor is drawn from
 OFF_TOPIC_MAX = 0.15    # an off-topic descriptor's cosine to the intent is below this
 NEAR_MIN = 0.42         # an on-topic descriptor's cosine to the intent's known words is at least this
+OFF_TOPIC_MIN = 16      # generator 15: fewer short-list pieces far from an intent are topped up from the bank
 STRONG_SHARE = 0.5      # share of on-topic descriptors drawn near the intent; the rest fit any subject
 # On-topic pieces that fit any subject, per task (all of them when no bank phrase is near the intent):
 # weakly related nouns looked arbitrary to a person ("gentle mother" for a robot reading in a library).
@@ -236,6 +239,11 @@ _PIECES = {"t2i": _t2i, "search": _search, "recommend": _recommend}
 OUTPUT_FORM = {"t2i": ("", ", "), "search": ("", " | "), "recommend": ("tags: ", ", ")}  # task -> (opening, separator)
 
 
+def pieces(output: str) -> list[str]:
+    """An output's comma- or pipe-separated pieces, without the "tags:" opening."""
+    return [p.strip() for p in output.replace("|", ",").removeprefix("tags:").split(",") if p.strip()]
+
+
 def make_output(rng: random.Random, intent: str, task: str, length: str, plan: Plan, near: list[str],
                 far: list[str], pieces_any: dict[str, tuple[str, ...]] = GENERIC) -> str:
     """One output for the intent in its task's format and length bucket, built as ``plan`` says;
@@ -399,11 +407,12 @@ def descriptor_anchor(intent: str, known: frozenset[str]) -> str:
     return " ".join(kept) if content_words(" ".join(kept)) else ""
 
 
-def _neighbours(bank: Bank, intents: list[str], embed: Callable[[list[str]], np.ndarray], rng: random.Random
-                ) -> tuple[list[list[str]], list[list[str]]]:
+def _neighbours(bank: Bank, intents: list[str], embed: Callable[[list[str]], np.ndarray], rng: random.Random,
+                emb: np.ndarray | None = None) -> tuple[list[list[str]], list[list[str]]]:
     """Per intent: the bank phrases near its known words (cosine at least ``NEAR_MIN``) that add a new
-    word, none when it has no known word; and phrases far from the whole intent."""
-    emb = embed(intents)
+    word, none when it has no known word; and phrases far from the whole intent (``emb``: the intents'
+    embeddings, when already measured)."""
+    emb = embed(intents) if emb is None else emb
     anchors = [descriptor_anchor(i, bank.known) for i in intents]
     uniq = sorted({a for a in anchors if a})
     anchor_emb = dict(zip(uniq, embed(uniq))) if uniq else {}
@@ -432,6 +441,30 @@ def _far(bank: Bank, sims: np.ndarray, rng: random.Random) -> list[str]:
     return [bank.phrases[j] for j in cands[:40]] or [rng.choice(list(QUALITIES))]
 
 
+def off_topic_pieces(intent_emb: np.ndarray, bank_far: list[list[str]],
+                     embed: Callable[[list[str]], np.ndarray]) -> list[dict[str, list[str]]]:
+    """Generator 15's off-topic pieces: per intent and task, the ``words.OFF_TOPIC`` pieces far from the
+    intent (cosine below ``OFF_TOPIC_MAX``), topped up to ``OFF_TOPIC_MIN`` from its far bank phrases."""
+    out: list[dict[str, list[str]]] = [{} for _ in range(len(intent_emb))]
+    for task, listed in OFF_TOPIC.items():
+        sims = intent_emb @ embed(list(listed)).T
+        for k, row in enumerate(sims):
+            far = [p for p, c in zip(listed, row) if c < OFF_TOPIC_MAX]
+            out[k][task] = far + [p for p in bank_far[k] if p not in far][:max(0, OFF_TOPIC_MIN - len(far))]
+    return out
+
+
+def carries_off_topic(e: Example) -> bool:
+    """Whether an output has a piece starting with one of its task's ``words.OFF_TOPIC`` pieces."""
+    return any(p == t or p.startswith(t + " ") for p in pieces(e.output) for t in OFF_TOPIC[e.task])
+
+
+def without_off_topic_highs(rows: list[Example]) -> list[Example]:
+    """The examples but those labelled high that carry an off-topic piece (generator 15): a mid or low plan's
+    short output can measure high, and its errands would teach high outputs to add them."""
+    return [e for e in rows if not (e.relevance == "high" and carries_off_topic(e))]
+
+
 def label(embed: Embedder, rows: list[tuple[str, str, str, str]]) -> list[Example]:
     """Measure each (intent, task, length, output)'s reward and label it with its relevance bucket."""
     intents = list(dict.fromkeys(r[0] for r in rows))
@@ -447,7 +480,7 @@ def label(embed: Embedder, rows: list[tuple[str, str, str, str]]) -> list[Exampl
 def build_train(n_intents: int, per_intent: int, seed: int = TRAIN_SEED, log: Callable[[str], None] = print,
                 generator: int = GENERATOR_VERSION) -> list[Example]:
     """The training data: ``n_intents`` open-world intents of generator version ``generator``, ``per_intent``
-    examples each."""
+    examples each (generator 15 leaves out the high-relevance ones carrying an off-topic piece: about 6%)."""
     from slmkit.demo.intents import open_world_intents
     from slmkit.demo.words import pools
 
@@ -458,18 +491,27 @@ def build_train(n_intents: int, per_intent: int, seed: int = TRAIN_SEED, log: Ca
     intents = open_world_intents(pools(), n_intents, seed, related=bank.related, generator=generator,
                                  everyday=bank.everyday)
     rng = random.Random(seed)
-    near, far = _neighbours(bank, intents, embed, rng)
+    emb = embed(intents)
+    near, far = _neighbours(bank, intents, embed, rng, emb)
+    short = off_topic_pieces(emb, far, embed) if generator >= 15 else None
     log(f"intents: {len(intents)} with neighbours, {time.time() - t0:.0f}s")
     rows, pieces_any = [], generic(generator)
     for i, intent in enumerate(intents):
         for _ in range(per_intent):
             task, length, want = rng.choice(list(TASKS)), rng.choice(list(LENGTHS)), rng.choice(list(RELEVANCE))
-            rows.append((intent, task, length, make_output(rng, intent, task, length, PLANS[want](rng),
-                                                             near[i], far[i], pieces_any)))
+            rows.append((intent, task, length, make_output(rng, intent, task, length, PLANS[want](rng), near[i],
+                                                             short[i][task] if short else far[i], pieces_any)))
     log(f"outputs: {len(rows)} built, {time.time() - t0:.0f}s; measuring rewards")
     out = label(embed, rows)
+    if generator >= 15:
+        out = without_off_topic_highs(out)
     log(f"labelled: {dict(Counter(e.relevance for e in out))}, {time.time() - t0:.0f}s")
     return out
+
+
+def intents_for(n_examples: int, generator: int, per_intent: int = 2) -> int:
+    """How many intents ``build_train`` needs to give at least ``n_examples`` examples."""
+    return -(-n_examples // per_intent) * (11 if generator >= 15 else 10) // 10
 
 
 def build_eval(intents_tasks: list[tuple[str, str]], seed: int, tries: int = 8) -> list[Example]:

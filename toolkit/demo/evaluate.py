@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slmkit.demo.dataset import NEAR_MIN, OUTPUT_FORM, examples
+from slmkit.demo.dataset import NEAR_MIN, OUTPUT_FORM, examples, pieces
 from slmkit.demo.intents import (ACCENTS_WIDE, ANY_WORD_ACCENT, DESCRIPTOR_SHARE, EVERYDAY_SHARE, PSEUDO_SHARE,
                                  RARE_SHARE)
 from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words, everyday_intents, typed_intents
@@ -37,10 +37,6 @@ MAX_NEW_TOKENS = 72
 
 def _mean(xs: list[float]) -> float:
     return float(np.mean(xs)) if xs else float("nan")
-
-
-def pieces(output: str) -> list[str]:
-    return [p.strip() for p in output.replace("|", ",").removeprefix("tags:").split(",") if p.strip()]
 
 
 def repeats_a_piece(output: str) -> bool:

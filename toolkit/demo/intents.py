@@ -85,7 +85,7 @@ ACCENTS_WIDE = {"a": "áàâäãåą", "e": "éèêëęě", "i": "íìîï", "o"
                 "c": "çćč", "s": "śšş", "z": "źżž", "y": "ýÿ", "r": "ř", "l": "ł", "g": "ğ", "d": "ď", "t": "ť"}
 # generator 12 and on: share of accent typings put on any word, not a brand-like name. 12's half taught v12
 # to accent words at random ("T-Rex wearing üGLASSES!"); 13 keeps the letters and makes it rarer.
-ANY_WORD_ACCENT = {12: 0.5, 13: 0.15, 14: 0.15}
+ANY_WORD_ACCENT = {12: 0.5, 13: 0.15, 14: 0.15, 15: 0.15}
 # Words people type with their accents; the evaluation's typed intents use others (data/typed_intents.tsv)
 LOANWORDS = tuple("""
 crème soufflé entrée purée rosé décor fiancée résumé naïve façade jalapeño piñata señora mañana açaí

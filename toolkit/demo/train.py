@@ -24,7 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from slmkit.demo.dataset import GENERATOR_VERSION, GENERATORS, TRAIN_SEED, Example, build_train, examples, read_jsonl, write_jsonl
+from slmkit.demo.dataset import (GENERATOR_VERSION, GENERATORS, TRAIN_SEED, Example, build_train, examples, intents_for,
+                                 read_jsonl, write_jsonl)
 from slmkit.demo.words import content_words, excluded_words
 from slmkit.errors import SlmkitError, run_script
 from slmkit.files import sha256_file
@@ -252,7 +253,7 @@ def training_data(path: Path | None, n: int, generator: int = GENERATOR_VERSION)
             raise SlmkitError(f"{path} holds {len(rows)} examples, fewer than --examples {n}")
         return rows[:n]
     print(f"generating the training data into {path} (minutes; reused next time)", flush=True)
-    rows = build_train(n // 2, 2, TRAIN_SEED, generator=generator)
+    rows = build_train(intents_for(n, generator), 2, TRAIN_SEED, generator=generator)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(path, rows)
     return rows[:n]

@@ -149,6 +149,30 @@ charming; versatile; cute; customer favorite; crowd pleaser; feel good; iconic; 
 understated; quirky; nostalgic; delightful; refined; artsy; fun; lovely; inspiring; relaxing; hidden gem;
 must see; highly recommended; well loved; worth a try; cool; upbeat; whimsical; calming
 """))
+# Generator 15's off-topic pieces, per task: a short list of everyday errands, far from what people ask for.
+# Off-topic pieces drawn from thousands of bank phrases were each too unlikely to survive min-p sampling, so
+# models asked for mid relevance answered with the intent and pieces that fit any subject (v11, ft1: measured).
+OFF_TOPIC = {task: _clean(_lines(text)) for task, text in (
+    ("t2i", """
+filing cabinet; parking meter; traffic cone; tax form; fire hydrant; stapler; vending machine; barcode;
+office chair; extension cord; power outlet; shopping cart; fax machine; paper clip; cardboard box;
+water heater; photocopier; receipt; rubber stamp; gas pump; spreadsheet; door hinge; mailbox; name badge;
+fuse box; binder clip; hole punch; postage stamp; tape dispenser; thermostat; paper shredder; clipboard
+"""),
+    ("search", """
+tax deadline; parking permit; insurance claim; router reset; visa application; utility bills; bus schedule;
+password reset; payroll software; zip codes; phone plans; spreadsheet formulas; currency exchange;
+tire pressure; income tax; credit score; warranty claim; stock prices; voter registration; driving test;
+plumbing repair; lease agreement; server outage; shipping rates; office supplies; fuel prices; tax refund;
+firmware update; property tax; overdraft fees; parking fines; boiler service
+"""),
+    ("recommend", """
+lawn fertilizer; motor oil; tax software; office supplies; toilet paper; laundry detergent; extension cord;
+batteries; cable ties; phone charger; storage bins; dish soap; paper towels; trash bags; duct tape;
+pest control; shoe polish; paint thinner; wiper blades; bubble wrap; sticky notes; water filter;
+hand sanitizer; smoke detector; lint roller; surge protector; toner cartridge; drain cleaner; packing tape;
+envelopes; oven cleaner; spark plugs
+"""))}
 # Adjectives an output's descriptors may use: what people put in image prompts, tags and searches
 # (colour, material, texture, light and weather, season, era, place, a pleasant mood); the broad adjective
 # pool (personality words, "moldy", "demonic") stays in intents, where people write whatever they like.
