@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/slmkit-demo
 
-.PHONY: demo test test-lower clean arm64-check
+.PHONY: demo test test-lower clean arm64-check demo-model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,19 @@ test-lower: $(STAMP)
 	$(LOWER)/bin/python -m pip install -q -c out/lower/constraints.txt -e ".[gguf,onnx,serve]" pytest hypothesis openai
 	$(LOWER)/bin/python -m pip freeze | grep -i -E "^(numpy|click|tokenizers|safetensors|llama.cpp.python|gguf|onnx|onnxruntime|fastapi|uvicorn)==" || true
 	SLMKIT_TEST_ARTIFACTS=out/lower/artifacts $(LOWER)/bin/python -m pytest $$($(PY) -m devtools.lower_bounds tests)
+
+# Not part of CI (about 2 hours on 2 CPU cores): the shipped demo model's recipe from scratch, seeded: v11's run,
+# then the fine-tune that makes v15 (toolkit/demo/card_notes.md). Checkpoints in out/; rerunning resumes.
+DEMO_TRAIN := out/demo-train
+RESUME = $$([ -f $(1)/ckpt/state.pt ] && echo --resume)
+demo-model: $(DEMO_TRAIN)-v15/model/train_log.json
+$(DEMO_TRAIN)-v11/model/train_log.json: | $(STAMP)
+	$(PY) -m slmkit.demo.train --out $(@D) --checkpoint $(DEMO_TRAIN)-v11/ckpt --generator 11 \
+	  $(call RESUME,$(DEMO_TRAIN)-v11)
+$(DEMO_TRAIN)-v15/model/train_log.json: $(DEMO_TRAIN)-v11/model/train_log.json
+	$(PY) -m slmkit.demo.train --out $(@D) --checkpoint $(DEMO_TRAIN)-v15/ckpt --init $(<D) \
+	  --generator 15 --examples 80000 --copy-drills 0.1 --sparse-embeddings --reset-drifted --label-margin 0.05 \
+	  --steps 900 --lr 3e-4 --warmup 50 --eval-every 150 $(call RESUME,$(DEMO_TRAIN)-v15)
 
 # Not part of CI (about 30 min, needs root for apt): slmkit's runtime on emulated arm64 cores (qemu user mode)
 # against the x86 run of every artifact type; builds its environment in out/arm64 (cached). README: "arm64".

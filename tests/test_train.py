@@ -151,6 +151,7 @@ def test_init_fine_tunes_a_trained_model_with_its_own_tokenizer_and_records_wher
     assert log["init"]["sha256"] == sha256_file(tmp_path / "base" / "model.safetensors")
     assert log["init"]["command"].startswith("python -m slmkit.demo.train --out ")
     assert log["init"]["steps"] == 2 and log["init"]["examples"] == 400 and log["init"]["train_seconds"] >= 0
+    assert log["init"]["eval_words_in_training_data"] == 0 and log["init"]["intents"] > 0
 
 
 def test_reset_drifted_rows_redraws_the_rows_in_the_byte_tokens_direction_and_only_them():
@@ -293,3 +294,8 @@ def test_the_model_card_names_the_training_options_and_generator_a_run_used():
     assert "fine-tunes an earlier one" in tuned and "`python -m slmkit.demo.train --out m` (generator 11, 120,000" in tuned
     assert _generator_extras(11) == "" and "15% of accent typings" in _generator_extras(13)
     assert "prices" not in _generator_extras(13) and "prices, percentages" in _generator_extras(14)
+    assert "Off-topic pieces" not in _generator_extras(14) and "96 in all" in _generator_extras(15)
+    from slmkit.demo.evaluate import _start_time
+
+    assert _start_time({"train_seconds": 1715}) == ""
+    assert _start_time({"train_seconds": 1715, "init": {"train_seconds": 3503}}).endswith("(3503 s), 5218 s in all")

@@ -26,7 +26,7 @@ import numpy as np
 from slmkit.demo.dataset import NEAR_MIN, OUTPUT_FORM, examples, pieces
 from slmkit.demo.intents import (ACCENTS_WIDE, ANY_WORD_ACCENT, DESCRIPTOR_SHARE, EVERYDAY_SHARE, PSEUDO_SHARE,
                                  RARE_SHARE)
-from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, content_words, everyday_intents, typed_intents
+from slmkit.demo.words import DESCRIPTOR_ADJECTIVES, OFF_TOPIC, content_words, everyday_intents, typed_intents
 from slmkit.errors import run_script
 from slmkit.prompts import (DECODING, LENGTHS, RELEVANCE, SEP, TASKS, build_prompt, follows_format, length_bucket,
                             output_text)
@@ -312,7 +312,8 @@ DATA_MINUTES_PER_10K = 1.2  # generating training data, measured: 240,000 exampl
 
 
 def _generator_extras(version: int) -> str:
-    """The card's sentence for what generators 12 and on add to the intents (14: typed punctuation)."""
+    """The card's sentence for what generators 12 and on add to the intents (14: typed punctuation; 15: off-topic
+    pieces from a short list)."""
     if version < 12:
         return ""
     accents = sum(map(len, ACCENTS_WIDE.values()))
@@ -321,7 +322,11 @@ def _generator_extras(version: int) -> str:
             f"(\"snowy\"), so such words are copied, not completed; typed intents take {accents} accented letters, "
             f"on any word in {100 * ANY_WORD_ACCENT[version]:.0f}% of accent typings"
             + ("; and prices, percentages, abbreviations and quoted names (\"under $1200\", \"30% off\", \"Prof.\")."
-               if version >= 14 else "."))
+               if version >= 14 else ".")
+            + (f" Off-topic pieces (of mid and low outputs) are everyday errands from a short list per task, "
+               f"{sum(map(len, OFF_TOPIC.values()))} in all (\"{OFF_TOPIC['recommend'][0]}\", "
+               f"\"{OFF_TOPIC['search'][0]}\"), those far from the intent, so that sampling keeps them; no high-relevance "
+               "example carries one." if version >= 15 else ""))
 
 
 def _recipe_extras(log: dict) -> str:
@@ -348,6 +353,12 @@ def _recipe_extras(log: dict) -> str:
         out += (" Sparse embedding updates: a token's embedding row changes only in steps whose batch holds the "
                 "token, so rows of rarely seen tokens stay apart instead of all drifting one way.")
     return out
+
+
+def _start_time(log: dict) -> str:
+    """A fine-tune's training time with the run it started from counted too (the card's budget sentence)."""
+    base = (log.get("init") or {}).get("train_seconds")
+    return f"; with the run it started from ({base} s), {log['train_seconds'] + base} s in all" if base else ""
 
 
 def write_card(model_dir: Path, cols: dict[str, dict], extra: str = "") -> Path:
@@ -412,7 +423,7 @@ of the training data: {log['data']['eval_words_in_training_data']} occurrences (
 batch {log['batch_blocks']} x {log['block']} packed tokens, {log['steps']} steps, {log['tokens_seen']:,} tokens
 ({log['epochs']:.2f} epochs), {log.get('precision', 'fp32')} matmuls (weights and optimizer fp32).{_recipe_extras(log)} This run: {log['device']},
 {log['threads']} threads, {log['train_seconds']} s ({log['tokens_seen'] / max(1, log['train_seconds']):,.0f} tokens/s; on this project's 2-core CPU with AVX512-BF16,
-bf16 autocast trained 1.3x (this run's machine) to 2.5x faster than fp32, measured), so the recipe fits the 2-hour CPU budget. Generating the data takes about {DATA_MINUTES_PER_10K * log['examples'] / 10_000:.0f} min on the same CPU (once; it is reused). Held-out
+bf16 autocast trained 1.3x (this run's machine) to 2.5x faster than fp32, measured){_start_time(log)}, so the recipe fits the 2-hour CPU budget. Generating the data takes about {DATA_MINUTES_PER_10K * log['examples'] / 10_000:.0f} min on the same CPU (once; it is reused). Held-out
 loss on the free-form evaluation texts {log['held_loss_fp32']:.4f} (perplexity {log['held_ppl_fp32']:.1f}; the
 intents' own words are unseen, so the prompt part is hard to predict; the output given its prompt is what matters).
 

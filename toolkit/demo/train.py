@@ -1,6 +1,9 @@
 """Train the demo GPT-2 on the open-world intent→prompt task, reproducibly, on the CPU (or a GPU).
 
-    python -m slmkit.demo.train --out toolkit/demo/model      # the shipped model (see its MODEL_CARD.md)
+    python -m slmkit.demo.train --out out/demo-train-v11/model --generator 11   # the shipped model's start (v11)
+    python -m slmkit.demo.train --out out/demo-train-v15/model --init out/demo-train-v11/model --generator 15 \
+        --examples 80000 --copy-drills 0.1 --sparse-embeddings --reset-drifted --label-margin 0.05 \
+        --steps 900 --lr 3e-4 --warmup 50                          # ... fine-tuned: the shipped v15 (make demo-model)
     python -m slmkit.demo.train --out /tmp/m --examples 1500 --steps 20 --layers 1   # a smoke run
     python -m slmkit.demo.train --out out/demo-train-v9/model --generator 9            # an older generator's data
 
@@ -67,7 +70,9 @@ def init_record(model_dir: Path | None) -> dict | None:
     return {"model": str(model_dir),
             "sha256": sha256_file(model_dir / "model.safetensors"),
             "command": log.get("command"), "generator_version": log.get("data", {}).get("generator_version"),
-            "examples": log.get("examples"), "steps": log.get("steps"), "train_seconds": log.get("train_seconds"),
+            "examples": log.get("examples"), "intents": log.get("intents"), "steps": log.get("steps"),
+            "train_seconds": log.get("train_seconds"),
+            "eval_words_in_training_data": log.get("data", {}).get("eval_words_in_training_data"),
             "init": log.get("init")}
 
 
