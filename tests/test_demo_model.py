@@ -122,3 +122,32 @@ def test_the_cli_prints_outputs_without_the_formats_opening_space():
     lines = plain.output.splitlines()
     assert len(lines) == 2 and all(ln and not ln.startswith(" ") for ln in lines)
     assert all("vintage red bicycle" in ln for ln in lines)
+
+
+def test_make_demo_model_runs_the_shipped_recipe():
+    """`make demo-model` trains what the shipped train_log.json says was trained: v11's command, then the
+    fine-tune's, options alike (paths and --resume aside)."""
+    import shlex
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run(["make", "-n", "demo-model", "DEMO_TRAIN=/nonexistent/demo-train", "STAMP="], cwd=root,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stdout.replace("\\\n", " ").splitlines() if "slmkit.demo.train" in ln]
+
+    def options(command: str) -> list[str]:
+        words, out = shlex.split(command.split("slmkit.demo.train", 1)[1].split("$(")[0]), []
+        for i, w in enumerate(words):
+            if w in ("--out", "--checkpoint", "--init") or (i and words[i - 1] in ("--out", "--checkpoint", "--init")):
+                continue
+            out.append(w)
+        return out
+
+    log = json.loads((DEMO_MODEL / "train_log.json").read_text())
+    shipped = [log["init"]["command"], log["command"]] if log.get("init") else [log["command"]]
+    assert [options(ln) for ln in lines] == [options(c) for c in shipped]
