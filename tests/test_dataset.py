@@ -5,8 +5,7 @@ from collections import Counter
 import pytest
 
 from slmkit.demo import dataset
-from slmkit.demo.dataset import EVAL_FILES, Example, examples, make_output, Plan
-from slmkit.demo.dataset import pieces as pieces_of
+from slmkit.demo.dataset import EVAL_FILES, Example, examples, make_output, Plan, pieces as pieces_of
 from slmkit.demo.intents import freeform, lexicon_heldout
 from slmkit.demo.words import (ARTIFACTS, OFF_TOPIC, QUALITIES, SEARCH_SUFFIXES, SEARCH_SUFFIXES_MORE, STYLES, TAG_EXTRAS,
                                TAG_EXTRAS_MORE, TIMES, content_words, excluded_words)
