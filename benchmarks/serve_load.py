@@ -59,10 +59,12 @@ def prompt(k: int, n_words: int) -> str:
 
 
 class ServerProcess:
-    """``slmkit serve ARTIFACT --port 0 ARGS`` as a child process; ``port`` / ``url`` once it listens."""
+    """``slmkit serve ARTIFACT --port 0 ARGS`` as a child process; ``port`` / ``url`` once it listens.
+    ``command``: another module that serves the same way (``python -m MODULE ARTIFACT --port 0 ARGS``)."""
 
-    def __init__(self, artifact: Path, *args: str, env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen([sys.executable, "-m", "slmkit", "serve", str(artifact), "--port", "0", *args],
+    def __init__(self, artifact: Path, *args: str, env: dict[str, str] | None = None,
+                 command: tuple[str, ...] = ("slmkit", "serve")):
+        self.proc = subprocess.Popen([sys.executable, "-m", *command, str(artifact), "--port", "0", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         line = self.proc.stdout.readline()
@@ -71,6 +73,24 @@ class ServerProcess:
             raise SlmkitError(f"the server did not start: {(line + self.proc.stderr.read()).strip()[:300]}")
         self.port = int(line.rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def request(self, method: str, path: str, body: object = None, key: str | None = None, raw: bytes | None = None,
+                timeout: float = 60) -> tuple[int, dict, dict | str]:
+        """One plain HTTP request: status, headers, and the body (parsed when it is JSON)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=headers)
+        r = conn.getresponse()
+        text = r.read().decode()
+        conn.close()
+        try:
+            parsed: dict | str = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = text
+        return r.status, dict(r.getheaders()), parsed
 
     def complete(self, text: str, max_tokens: int) -> Request:
         """One streaming completion, timed at each server-sent event."""
@@ -181,7 +201,7 @@ def run_engine(artifact: Path, args: argparse.Namespace, clients: list[int]) -> 
 
     rows = []
     with load(artifact, threads=args.threads) as rt:
-        inner = rt._slots_step
+        inner = rt._slots_eval
         spent = [0.0]
 
         def timed(*a: object):
@@ -191,20 +211,22 @@ def run_engine(artifact: Path, args: argparse.Namespace, clients: list[int]) -> 
             finally:
                 spent[0] += time.perf_counter() - t
 
-        rt._slots_step = timed  # type: ignore[method-assign]
+        rt._slots_eval = timed  # type: ignore[method-assign]
         for c in clients:
             with ContinuousBatch(rt, c) as batch:
                 t0 = time.perf_counter()
-                for k in range(c):
-                    batch.add(prompt(k, args.prompt_tokens), max_new_tokens=args.max_tokens, seed=k,
-                              temperature=0.7, ignore_eos=True)
+                handles = [batch.add(prompt(k, args.prompt_tokens), max_new_tokens=args.max_tokens, seed=k,
+                                     temperature=0.7, ignore_eos=True) for k in range(c)]
+                first = 0  # the prefill steps: every prompt evaluated, each sequence's first token sampled
+                while any(batch.prefilling(h) for h in handles):
+                    first += len(batch.step())
                 t1, spent[0], tokens = time.perf_counter(), 0.0, 0
                 while len(batch):
                     tokens += len(batch.step())
                 t2 = time.perf_counter()
-            rows.append({"sequences": c, "tokens": tokens, "prefill_s": round(t1 - t0, 3),
+            rows.append({"sequences": c, "tokens": first + tokens, "prefill_s": round(t1 - t0, 3),
                          "decode_tok_s": round(tokens / (t2 - t1), 1), "backend_share": round(spent[0] / (t2 - t1), 3),
-                         "with_prefill_tok_s": round(tokens / (t2 - t0), 1)})
+                         "with_prefill_tok_s": round((first + tokens) / (t2 - t0), 1)})
     return rows
 
 

@@ -175,26 +175,24 @@ class Runtime(ABC):
         """Prepare ``n`` slots (called under the lock)."""
         self._slot_states: dict[int, Any] = {}
 
-    def _slot_prefill(self, slot: int, ids: Sequence[int]) -> np.ndarray:
-        """Evaluate a prompt into ``slot`` (replacing what it held); return its next-token logits [n_vocab]."""
+    def _slots_eval(self, parts: Sequence[tuple[int, Sequence[int], bool]]) -> list[np.ndarray | None]:
+        """Append each part's ``ids`` to its ``slot`` (an empty slot starts a new sequence); return, per part,
+        the next-token logits after its last token [n_vocab] where its flag asks for them, else None."""
         self._take_over(None)
-        self._reset()
-        logits = self._eval(ids, all_logits=False)[-1]
-        state = self._save()
-        if state is None:
-            raise SlmkitError(f"the {self.backend} backend cannot hold several sequences")
-        self._slot_states[slot] = state
-        return logits
-
-    def _slots_step(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
-        """Append ``tokens[i]`` to ``slots[i]``; return their next-token logits [len(slots), n_vocab]."""
-        self._take_over(None)
-        rows = []
-        for slot, tok in zip(slots, tokens):
-            self._restore(self._slot_states[slot])
-            rows.append(self._eval([tok], all_logits=False)[-1])
-            self._slot_states[slot] = self._save()
-        return np.stack(rows)
+        rows: list[np.ndarray | None] = []
+        for slot, ids, want in parts:
+            state = self._slot_states.get(slot)
+            if state is None:
+                self._reset()
+            else:
+                self._restore(state)
+            logits = self._eval(ids, all_logits=False)[-1]
+            state = self._save()
+            if state is None:
+                raise SlmkitError(f"the {self.backend} backend cannot hold several sequences")
+            self._slot_states[slot] = state
+            rows.append(logits if want else None)
+        return rows
 
     def _slot_free(self, slot: int) -> None:
         self._slot_states.pop(slot, None)

@@ -205,12 +205,8 @@ class LlamaCppRuntime(Runtime):
         self._slots = _BatchedContext(self._llm, n, -(-self.n_ctx // 256) * 256, max(self.n_ctx, n))
 
     @_native
-    def _slot_prefill(self, slot: int, ids: Sequence[int]) -> np.ndarray:
-        return self._slots.prefill(ids, slot)
-
-    @_native
-    def _slots_step(self, slots: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
-        return self._slots.step(slots, tokens)
+    def _slots_eval(self, parts: Sequence[tuple[int, Sequence[int], bool]]) -> list[np.ndarray | None]:
+        return self._slots.eval(parts)
 
     @_native
     def _slot_free(self, slot: int) -> None:
@@ -242,7 +238,7 @@ class _BatchedContext:
         from llama_cpp import _internals
         from llama_cpp._utils import suppress_stdout_stderr
 
-        self.n, self.cells = n, cells
+        self.n, self.cells, self.n_batch = n, cells, n_batch
         self.pos = [0] * n
         self._vocab = llm.n_vocab()
         params = llama_cpp.llama_context_default_params()
@@ -278,18 +274,33 @@ class _BatchedContext:
 
     def step(self, seqs: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
         """Append ``tokens[i]`` to sequence ``seqs[i]``; return the [len(seqs), vocab] next-token logits."""
-        if any(self.pos[s] >= self.cells for s in seqs):
+        return np.stack(self.eval([(seq, [tok], True) for seq, tok in zip(seqs, tokens)]))
+
+    def eval(self, parts: Sequence[tuple[int, Sequence[int], bool]]) -> list[np.ndarray | None]:
+        """One ``llama_decode`` over several sequences: each part ``(seq, ids, want)`` appends ``ids`` at the
+        sequence's position; its next-token logits [vocab] are returned where ``want`` is set (llama.cpp
+        computes the head for those rows only), else None."""
+        total = sum(len(ids) for _, ids, _ in parts)
+        if total > self.n_batch:  # never let llama.cpp abort the process
+            raise SlmkitError(f"a step of {total} tokens exceeds the batch of {self.n_batch}")
+        if any(self.pos[seq] + len(ids) > self.cells for seq, ids, _ in parts):
             raise SlmkitError(f"a sequence would pass the context of {self.cells} tokens")
         b = self.batch.batch
-        b.n_tokens = len(tokens)
-        for i, (seq, tok) in enumerate(zip(seqs, tokens)):
-            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, self.pos[seq], 1, True
-            b.seq_id[i][0] = seq
+        i, rows = 0, []
+        for seq, ids, want in parts:
+            start = self.pos[seq]
+            for k, tok in enumerate(ids):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, start + k, 1, False
+                b.seq_id[i][0] = seq
+                i += 1
+            b.logits[i - 1] = want
+            rows.append(i - 1 if want else None)
+        b.n_tokens = i
         self.ctx.decode(self.batch)
-        for seq in seqs:
-            self.pos[seq] += 1
-        return np.stack([np.ctypeslib.as_array(self.ctx.get_logits_ith(i), shape=(self._vocab,))
-                         for i in range(len(tokens))])
+        for seq, ids, _ in parts:
+            self.pos[seq] += len(ids)
+        return [None if r is None else np.array(np.ctypeslib.as_array(self.ctx.get_logits_ith(r), shape=(self._vocab,)))
+                for r in rows]
 
     def forget(self, seq: int) -> None:
         """Drop a sequence's KV cells (its slot is free)."""

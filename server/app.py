@@ -22,7 +22,7 @@ from slmkit.errors import SlmkitError, first_line
 from slmkit.prompts import SEP, build_prompt, output_text
 from slmkit.runtimes.base import Chunk, Runtime, TokenLogprob
 from slmkit.runtimes.sampling import Sampling
-from slmkit.server.engine import Engine, Event, Job, ServerError
+from slmkit.server.engine import Engine, Event, Job, ServerError, timeout_error
 from slmkit.server.metrics import Metrics
 from slmkit.server.schema import (MAX_LOGPROBS, MAX_STOP, Completion, CompletionChoice, Logprobs, CompletionRequest, ModelCard, ModelList,
                                   Prompts, PromptsRequest, Usage)
@@ -48,7 +48,8 @@ def error_response(e: ServerError) -> JSONResponse:
 
 
 class BodyLimit:
-    """ASGI middleware: a body over ``limit`` bytes is a 413 (by Content-Length, or while it arrives)."""
+    """ASGI middleware: a body over ``limit`` bytes is a 413, by Content-Length or while it arrives (chunked).
+    The body is read here, at most ``limit`` bytes of it, and handed on whole."""
 
     def __init__(self, app: Any, limit: int):
         self.app, self.limit = app, limit
@@ -60,25 +61,47 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             return await error_response(too_big)(scope, receive, send)
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
+        parts, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away while sending
+                return
+            parts.append(message.get("body", b""))
+            seen += len(parts[-1])
+            if seen > self.limit:
+                return await error_response(too_big)(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        whole: dict | None = {"type": "http.request", "body": b"".join(parts), "more_body": False}
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await error_response(too_big)(scope, receive, send)
+        async def replay() -> dict:
+            nonlocal whole
+            if whole is not None:
+                message, whole = whole, None
+                return message
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class RequestCounter:
+    """ASGI middleware: counts responses by route and status for ``/metrics`` (no extra task per request,
+    unlike Starlette's ``BaseHTTPMiddleware``, which sits in the path of every server-sent event)."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+
+        async def counted(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.request(path if path in ROUTES else "other", message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
@@ -129,18 +152,15 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         print(f"slmkit serve: internal error: {type(e).__name__}: {first_line(e)}", file=sys.stderr)
         return error_response(ServerError(500, "internal server error", "server_error"))
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        path = request.url.path
-        metrics.request(path if path in ROUTES else "other", response.status_code)
-        return response
-
     @app.get("/health")
-    async def health() -> dict:
-        active, queued = engine.depth()
-        return {"status": "ok", "model": settings.model_id, "backend": runtime.backend, "active": active,
-                "queued": queued}
+    async def health() -> Any:
+        active, queued, free = engine.depth()
+        body = {"status": "ok", "model": settings.model_id, "backend": runtime.backend, "active": active,
+                "queued": queued, "slots_free": free}
+        broken = engine.broken
+        if broken:
+            return JSONResponse({**body, "status": "unavailable", "reason": broken}, status_code=503)
+        return body
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require_key)])
     async def prometheus() -> PlainTextResponse:
@@ -167,6 +187,28 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             raise ServerError(400, str(e)) from None
         return {**fields, "max_new_tokens": max_tokens}
 
+    def check_seed(seed: int | None) -> None:
+        if seed is not None and seed < 0:
+            raise ServerError(400, f"seed must be a whole number >= 0, got {seed}", param="seed")
+
+    def prompt_ids(prompt: str | list[int], max_tokens: int) -> list[int]:
+        """A prompt's token ids, checked against the vocabulary and, with ``max_tokens``, the context."""
+        try:
+            ids = runtime._ids(prompt)
+        except SlmkitError as e:
+            raise ServerError(400, str(e), param="prompt") from None
+        if len(ids) + max_tokens > runtime.n_ctx:
+            raise ServerError(400, f"the prompt's {len(ids)} tokens plus max_tokens {max_tokens} exceed the context "
+                                   f"of {runtime.n_ctx} tokens; shorten the prompt or lower max_tokens",
+                              param="prompt", code="context_length_exceeded")
+        return ids
+
+    async def checked_prompts(prompts: list[str | list[int]], max_tokens: int) -> list[list[int]]:
+        """Every prompt tokenized and checked before the request is queued (a long text off the event loop)."""
+        if sum(len(p) for p in prompts) > 4096:
+            return await asyncio.to_thread(lambda: [prompt_ids(p, max_tokens) for p in prompts])
+        return [prompt_ids(p, max_tokens) for p in prompts]
+
     @app.post("/v1/completions", response_model=Completion, dependencies=[Depends(require_key)])
     async def completions(req: CompletionRequest, request: Request) -> Any:
         check_model(req.model)
@@ -182,9 +224,10 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         if len(stop) > MAX_STOP:
             raise ServerError(400, f"stop takes at most {MAX_STOP} strings", param="stop")
-        prompts = prompt_list(req.prompt)
+        check_seed(req.seed)
         opts = {**sampling_of(req, 16 if req.max_tokens is None else req.max_tokens), "stop": stop,
                 "ignore_eos": req.ignore_eos, "logprobs": req.logprobs}
+        prompts = await checked_prompts(prompt_list(req.prompt), opts["max_new_tokens"])
         choices = [(p, {**opts, "seed": None if req.seed is None else req.seed + j}) for p in prompts for j in range(req.n)]
         job = Job(choices, asyncio.get_running_loop(), settings.timeout)
         engine.submit(job)
@@ -213,7 +256,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             while open_:
                 if ev is None:
                     try:
-                        ev = await next_event(job, None)  # a disconnect cancels this generator instead
+                        ev = await next_event(job, request)
                     except ServerError as e:
                         yield f"data: {json.dumps({'error': {'message': e.message, 'type': e.type, 'code': e.code}})}\n\n"
                         return
@@ -246,15 +289,18 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
             prompt = build_prompt(req.intent, req.task, req.length, req.relevance)
         except SlmkitError as e:
             raise ServerError(400, str(e), param="intent") from None
+        check_seed(req.seed)
         opts = sampling_of(req, req.max_tokens)
-        job = Job([(prompt, {**opts, "seed": req.seed + j}) for j in range(req.n)], asyncio.get_running_loop(),
+        ids = (await checked_prompts([prompt], req.max_tokens))[0]
+        job = Job([(ids, {**opts, "seed": req.seed + j}) for j in range(req.n)], asyncio.get_running_loop(),
                   settings.timeout)
         engine.submit(job)
         texts, _, _ = await collect(job, request)
         return Prompts(model=settings.model_id, intent=req.intent, task=req.task, length=req.length,
                        relevance=req.relevance, candidates=[output_text(t) for t in texts])
 
-    return BodyLimit(app, settings.max_body) if settings.max_body else app  # type: ignore[return-value]
+    counted = RequestCounter(app, metrics)
+    return BodyLimit(counted, settings.max_body) if settings.max_body else counted  # type: ignore[return-value]
 
 
 def prompt_list(prompt: Any) -> list[str | list[int]]:
@@ -313,16 +359,32 @@ def usage_of(last: list[Chunk], n: int) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=done, total_tokens=prompt + done)
 
 
-async def next_event(job: Job, request: Request | None, poll: float = 0.5) -> Event:
-    """The job's next event; a client that disconnected cancels the job; an error event is raised."""
+DISCONNECT_POLL = 0.05  # seconds: how soon a client that went away is noticed
+
+
+async def next_event(job: Job, request: Request | None) -> Event:
+    """The job's next event. The request's deadline is kept here, where it waits (504), whatever the worker
+    does; a client that went away (checked every ``DISCONNECT_POLL`` s, events flowing or not) cancels the
+    job; an error event is raised."""
     while True:
-        try:
-            ev = await asyncio.wait_for(job.events.get(), poll)
-        except asyncio.TimeoutError:
-            if request is not None and await request.is_disconnected():
+        now = time.monotonic()
+        if request is not None and now - job.checked >= DISCONNECT_POLL:
+            job.checked = now
+            if await request.is_disconnected():
                 job.cancelled.set()
-                raise ServerError(499, "client closed the request") from None
-            continue
+                raise ServerError(499, "client closed the request")
+        try:
+            ev = job.events.get_nowait()
+        except asyncio.QueueEmpty:
+            left = job.deadline - now
+            if left <= 0:
+                job.cancelled.set()
+                raise timeout_error(job) from None
+            try:
+                ev = await asyncio.wait_for(job.events.get(), min(DISCONNECT_POLL, left))
+            except asyncio.TimeoutError:
+                continue
         if ev.error is not None:
+            job.cancelled.set()
             raise ev.error
         return ev

@@ -1,9 +1,9 @@
 """The worker that owns the runtime: a bounded queue, continuous batching over ``parallel`` slots,
 cancellation (a client that goes away), per-request deadlines, and metrics.
 
-One thread drives a :class:`~slmkit.runtimes.batching.ContinuousBatch`: every step samples a token for
-each sequence in flight and evaluates them together; requests join at the next token boundary when a
-slot is free and leave when they finish, time out or lose their client. A request with ``n`` choices
+One thread drives a :class:`~slmkit.runtimes.batching.ContinuousBatch`: every step evaluates the sequences
+in flight together with a chunk of waiting prompts and samples a token for each; requests join at the next
+token boundary when a slot is free and leave when they finish, time out, fail or lose their client. A request with ``n`` choices
 (or several prompts) takes one slot per choice as slots free up.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from slmkit.errors import SlmkitError, first_line
 from slmkit.runtimes.base import Chunk, Runtime
-from slmkit.runtimes.batching import ContinuousBatch
+from slmkit.runtimes.batching import ContinuousBatch, StepError
 from slmkit.server.metrics import Metrics
 
 
@@ -55,6 +55,7 @@ class Job:
         self.running: dict[int, int] = {}               # batch handle -> choice index
         self.first_token: float | None = None
         self.last: dict[int, tuple[float, int]] = {}    # choice -> (time, tokens) of its last chunk
+        self.checked = self.arrived  # when the client's connection was last checked
 
     @property
     def finished(self) -> bool:
@@ -70,9 +71,25 @@ class Job:
 SHUTTING_DOWN = ("the server is shutting down", "server_error", "shutting_down")
 
 
+def failure(e: BaseException) -> ServerError:
+    """A failed generation as the client sees it: 400 for slmkit's own errors (bad input found late), else
+    500 naming the exception."""
+    if isinstance(e, SlmkitError):
+        return ServerError(400, f"generation failed: {first_line(e)}", "server_error")
+    return ServerError(500, f"generation failed: {type(e).__name__}: {first_line(e)}", "server_error")
+
+
+def timeout_error(job: Job) -> ServerError:
+    return ServerError(504, f"the request did not finish within {job.timeout:g} s", "timeout_error", "timeout")
+
+
 class Engine:
-    """Runs jobs on one runtime in a worker thread. ``submit`` refuses with 503 when the queue is full:
-    more than ``max_queue`` requests would wait with every slot taken."""
+    """Runs jobs on one runtime in a worker thread. ``submit`` refuses with 503 when the queue is full
+    (more than ``max_queue`` requests would wait with every slot taken) and when the engine cannot serve.
+
+    A backend failure fails only the requests whose sequences the failed call touched (500, naming the
+    cause); the worker goes on. Should the worker itself end, or the runtime be closed, ``broken`` says why
+    and every request gets 503 at once."""
 
     def __init__(self, runtime: Runtime, metrics: Metrics, parallel: int = 4, max_queue: int = 16):
         self.rt, self.metrics, self.parallel, self.max_queue = runtime, metrics, parallel, max_queue
@@ -81,6 +98,7 @@ class Engine:
         self._free = parallel  # slots free after the worker's last step
         self._cond = threading.Condition()
         self._stopping = False
+        self._died: str | None = None
         self._thread = threading.Thread(target=self._run, name="slmkit-engine", daemon=True)
         # made here, not in the worker: llama.cpp's context creation silences the process's stdout / stderr
         # for a moment, which must not swallow what other threads print
@@ -96,6 +114,17 @@ class Engine:
             self._cond.notify_all()
         self._thread.join(timeout)
 
+    @property
+    def broken(self) -> str | None:
+        """Why the engine cannot serve (None while it can)."""
+        if self._died:
+            return self._died
+        if self.rt._closed:
+            return "the model runtime is closed"
+        if self._thread.ident is not None and not self._thread.is_alive() and not self._stopping:
+            return "the engine's worker has stopped"
+        return None
+
     def _queued(self) -> int:
         return max(0, len(self._waiting) - self._free)
 
@@ -103,6 +132,9 @@ class Engine:
         with self._cond:
             if self._stopping:
                 raise ServerError(503, *SHUTTING_DOWN)
+            broken = self.broken
+            if broken:
+                raise ServerError(503, f"the server cannot generate: {broken}", "server_error", "unavailable")
             if self._queued() >= self.max_queue and len(self._waiting) >= self._free:
                 raise ServerError(503, f"the server is busy ({self.parallel - self._free} of {self.parallel} slots "
                                        f"in use, {self._queued()} requests queued); retry later", "server_error",
@@ -111,10 +143,10 @@ class Engine:
             self.metrics.queue_depth = self._queued()
             self._cond.notify()
 
-    def depth(self) -> tuple[int, int]:
-        """Requests decoding now, and requests waiting for a slot."""
+    def depth(self) -> tuple[int, int, int]:
+        """Requests decoding now, requests waiting for a slot, and slots free."""
         with self._cond:
-            return len(self._running), len(self._waiting)
+            return len(self._running), len(self._waiting), self._free
 
     # --- the worker --------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -126,37 +158,58 @@ class Engine:
                         self._cond.wait()
                     if self._stopping:
                         break
-                self._admit(batch)
-                self._step(batch)
+                try:
+                    self._admit(batch)
+                    self._step(batch)
+                except Exception as e:  # a fault in the engine itself: fail what is in flight, keep serving
+                    self._fail_all(batch, failure(e))
                 with self._cond:
                     self._running = [j for j in self._running if not j.finished]
                     self._free = batch.free
                     self.metrics.queue_depth, self.metrics.active = self._queued(), len(self._running)
+        except BaseException as e:
+            self._died = f"the engine's worker stopped ({type(e).__name__}: {first_line(e)})"
+            raise
         finally:
             with self._cond:
                 left = self._running + list(self._waiting)
                 self._running, self._waiting = [], deque()
+            error = ServerError(503, *SHUTTING_DOWN) if self._stopping else \
+                ServerError(503, f"the server cannot generate: {self.broken}", "server_error", "unavailable")
             for job in left:
-                job.emit(Event(error=ServerError(503, *SHUTTING_DOWN)))
-            batch.close()
+                job.emit(Event(error=error))
+            try:
+                batch.close()
+            except Exception:
+                pass
 
     def _fail(self, batch: ContinuousBatch, job: Job, error: ServerError | None) -> None:
         for handle in job.running:
-            batch.remove(handle)
+            try:
+                batch.remove(handle)
+            except Exception:  # a failing backend: the job still ends
+                pass
         job.running.clear()
         job.pending.clear()
         if error is not None:
             job.emit(Event(error=error))
 
+    def _fail_all(self, batch: ContinuousBatch, error: ServerError) -> None:
+        with self._cond:
+            jobs = list(self._running)
+        for job in jobs:
+            self._fail(batch, job, error)
+
     def _admit(self, batch: ContinuousBatch) -> None:
         """Drop cancelled and late jobs; fill free slots: running jobs' choices first, then the queue's."""
         now = time.monotonic()
-        for job in self._running + list(self._waiting):
+        with self._cond:
+            jobs = self._running + list(self._waiting)
+        for job in jobs:
             if job.cancelled.is_set():
                 self._fail(batch, job, None)
             elif now > job.deadline:
-                self._fail(batch, job, ServerError(504, f"the request did not finish within {job.timeout:g} s",
-                                                   "timeout_error", "timeout"))
+                self._fail(batch, job, timeout_error(job))
         with self._cond:
             self._waiting = deque(j for j in self._waiting if not j.finished)
         for job in self._running:
@@ -178,6 +231,9 @@ class Engine:
             except SlmkitError as e:
                 self._fail(batch, job, ServerError(400, str(e)))
                 return
+            except Exception as e:
+                self._fail(batch, job, failure(e))
+                return
 
     def _step(self, batch: ContinuousBatch) -> None:
         if not len(batch):
@@ -185,10 +241,12 @@ class Engine:
         owner = {h: job for job in self._running for h in job.running}
         try:
             results = batch.step()
-        except Exception as e:  # a backend failure: a clean error for the requests in flight; the server goes on
-            status = 400 if isinstance(e, SlmkitError) else 500
-            for job in set(owner.values()):
-                self._fail(batch, job, ServerError(status, f"generation failed: {first_line(e)}", "server_error"))
+        except StepError as e:  # a backend failure: a clean error for the requests it touched; the rest go on
+            error = failure(e.cause)
+            for job in {id(owner[h]): owner[h] for h in e.handles if h in owner}.values():
+                for h in e.handles:
+                    job.running.pop(h, None)
+                self._fail(batch, job, error)
             return
         for handle, chunk in results:
             job = owner[handle]
@@ -197,7 +255,6 @@ class Engine:
             job.emit(Event(index=index, chunk=chunk))
             if chunk.finish is not None:
                 del job.running[handle]
-
     def _observe(self, job: Job, index: int, chunk: Chunk) -> None:
         """Token counts and latencies: time to the request's first token, then time per token."""
         now = time.monotonic()

@@ -2,7 +2,6 @@
 ``openai`` client, raw HTTP for the error statuses, disconnects, a full queue, shutdown, and fuzzed bodies."""
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -32,22 +31,8 @@ class Server(ServerProcess):
     def __init__(self, artifact: Path, *args: str):
         super().__init__(artifact, "--threads", "1", *args, env={"OMP_WAIT_POLICY": "PASSIVE"})
 
-    def request(self, method: str, path: str, body: object = None, key: str | None = KEY, raw: bytes | None = None,
-                timeout: float = 60) -> tuple[int, dict, dict | str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        conn.request(method, path, body=data, headers=headers)
-        r = conn.getresponse()
-        text = r.read().decode()
-        conn.close()
-        try:
-            parsed: dict | str = json.loads(text)
-        except json.JSONDecodeError:
-            parsed = text
-        return r.status, dict(r.getheaders()), parsed
+    def request(self, *args, key: str | None = KEY, **kwargs) -> tuple[int, dict, dict | str]:
+        return super().request(*args, key=key, **kwargs)
 
 
 @pytest.fixture(scope="module")
