@@ -5,6 +5,7 @@
     python -m slmkit.benchmarks.serve_load ARTIFACT --soak 600 [--clients 8]     # the soak run
     python -m slmkit.benchmarks.serve_load ARTIFACT --peer PATH/llama-batched-bench  # and the peer, same run
     python -m slmkit.benchmarks.serve_load ARTIFACT --engine     # and the engine alone, without HTTP
+    python -m slmkit.benchmarks.serve_load ARTIFACT --peer-server PATH/llama-server [--rounds 2]  # served peer
 
 Each client count gets a fresh server (a child process on a free loopback port; nothing else is reached)
 and one warm-up request; then every client sends ``--requests`` streaming completions one after another
@@ -15,6 +16,10 @@ requests, and the run stops at ``--time-limit`` seconds.
 ``--peer BINARY``: stock llama.cpp's ``llama-batched-bench`` on the same GGUF file, threads, prompt and output
 lengths and sequence counts, run right after the server's levels (same machine state); its generation
 tokens/s (``S_TG``) per sequence count is reported beside the server's aggregate.
+
+``--peer-server BINARY``: stock ``llama-server`` on the same file, threads and slots, driven by the same
+clients right after slmkit serve at each level (``--rounds`` interleaves them again): tokens/s and the time
+to first token of one streaming request per client sent together, side by side.
 
 ``--engine``: the same counts through the server's :class:`ContinuousBatch` in this process (no HTTP, no
 clients): decode-only tokens/s, comparable to the peer's, and the backend's share of it, so a gap to the
@@ -31,6 +36,7 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -102,7 +108,7 @@ class ServerProcess:
         r = conn.getresponse()
         if r.status != 200:
             raise SlmkitError(f"the server answered {r.status}: {r.read()[:200]!r}")
-        first, tokens = None, 0
+        first, tokens, events = None, 0, 0
         for raw in r:
             line = raw.decode().strip()
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -110,8 +116,10 @@ class ServerProcess:
             event = json.loads(line[6:])
             if event.get("usage"):
                 tokens = event["usage"]["completion_tokens"]
-            elif first is None and event["choices"] and event["choices"][0]["text"]:
-                first = time.perf_counter()
+            elif event.get("choices") and event["choices"][0].get("text"):
+                events += 1
+                first = first or time.perf_counter()
+        tokens = tokens or events  # a server that reports no usage: one event a token
         end = time.perf_counter()
         conn.close()
         first = first or end
@@ -127,6 +135,38 @@ class ServerProcess:
             return self.proc.wait()
 
 
+class LlamaServer(ServerProcess):
+    """Stock llama.cpp ``llama-server`` on the same file, threads and slots (the serving peer): ``-c`` gives each
+    of the ``parallel`` slots 512 tokens, as ../shared/NOTES.md ran it; ready once ``/health`` answers 200."""
+
+    def __init__(self, binary: Path, artifact: Path, threads: int, parallel: int):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        import llama_cpp
+
+        from slmkit.runtimes.llamacpp import repack_weights
+
+        env = {**os.environ, "LD_LIBRARY_PATH": f"{binary.resolve().parent}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
+        # the weights' layout slmkit uses on this CPU (no repacking where llama.cpp's AMX kernels crash)
+        repack = [] if repack_weights(llama_cpp) else ["--no-repack"]
+        self.proc = subprocess.Popen([str(binary), "-m", str(artifact), "-t", str(threads), "-tb", str(threads),
+                                      "-c", str(512 * parallel), "-np", str(parallel), "--no-webui", "-fa", "on",
+                                      "--host", "127.0.0.1", "--port", str(self.port), *repack],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                if self.request("GET", "/health", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.proc.kill()
+        raise SlmkitError(f"{binary} did not start serving {artifact}")
+
+
 def start_server(artifact: Path, args: argparse.Namespace) -> ServerProcess:
     """The server under test: the run's threads and slots, a queue deep enough that no client is refused."""
     return ServerProcess(artifact, "--threads", str(args.threads), "--parallel", str(args.parallel), "--max-queue", "64")
@@ -136,10 +176,27 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def run_level(artifact: Path, clients: int, args: argparse.Namespace, deadline: float) -> dict:
-    server = start_server(artifact, args)
+def ttft_burst(server: ServerProcess, clients: int, args: argparse.Namespace) -> list[float]:
+    """Time to first token of one streaming request per client, all sent at the same moment."""
+    barrier, out = threading.Barrier(clients), []
+
+    def one(c: int) -> None:
+        barrier.wait()
+        out.append(server.complete(prompt(500 + c, args.prompt_tokens), 8).ttft)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def run_level(artifact: Path, clients: int, args: argparse.Namespace, deadline: float, peer: Path | None = None) -> dict:
+    server = LlamaServer(peer, artifact, args.threads, args.parallel) if peer else start_server(artifact, args)
     try:
         server.complete(prompt(0, args.prompt_tokens), 8)  # warm-up
+        burst = ttft_burst(server, clients, args)
         results: list[Request] = []
         errors: list[str] = []
         lock = threading.Lock()
@@ -174,7 +231,7 @@ def run_level(artifact: Path, clients: int, args: argparse.Namespace, deadline: 
             "latency_p50_s": round(pct(lat, 50), 3), "latency_p95_s": round(pct(lat, 95), 3),
             "ttft_p50_s": round(pct(ttft, 50), 3), "ttft_p95_s": round(pct(ttft, 95), 3),
             "per_token_p50_ms": round(1000 * pct(per_tok, 50), 2), "per_token_p95_ms": round(1000 * pct(per_tok, 95), 2),
-            "errors": errors[:3]}
+            "ttft_burst_p50_s": round(pct(burst, 50), 4), "errors": errors[:3]}
 
 
 def run_peer(binary: Path, artifact: Path, args: argparse.Namespace, clients: list[int]) -> list[dict]:
@@ -332,6 +389,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--time-limit", type=float, default=600)
     ap.add_argument("--soak", type=float, default=None, help="seconds of mixed traffic at --clients (one level)")
     ap.add_argument("--peer", type=Path, help="llama-batched-bench binary: run the peer in the same run")
+    ap.add_argument("--peer-server", type=Path,
+                    help="llama-server binary: the same clients against it on the same file, threads and slots")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of every level (interleaved with the peer server)")
     ap.add_argument("--engine", action="store_true",
                     help="also the engine alone (no HTTP, this process): decode-only tok/s and the backend's share")
     ap.add_argument("--json", type=Path)
@@ -349,26 +409,36 @@ def main(argv: list[str] | None = None) -> None:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return
     deadline = time.time() + args.time_limit
-    levels = []
+    levels, peer_levels = [], []
     for c in (int(x) for x in args.clients.split(",")):
-        levels.append(run_level(args.artifact, c, args, deadline))
-        row = levels[-1]
-        print(f"{c} clients: {row['tok_s']:.1f} tok/s ({row['tok_s'] / levels[0]['tok_s']:.2f}x), latency p50 "
-              f"{row['latency_p50_s']:.2f} s p95 {row['latency_p95_s']:.2f} s, per token p50 {row['per_token_p50_ms']:.1f} "
-              f"ms p95 {row['per_token_p95_ms']:.1f} ms, ttft p50 {row['ttft_p50_s']:.3f} s, "
-              f"{row['requests']} requests, {row['failed']} failed", flush=True)
+        for rnd in range(args.rounds):  # interleaved: slmkit, then the peer, at each level and round
+            row = run_level(args.artifact, c, args, deadline)
+            levels.append({**row, "round": rnd})
+            print(f"{c} clients: {row['tok_s']:.1f} tok/s ({row['tok_s'] / levels[0]['tok_s']:.2f}x), latency p50 "
+                  f"{row['latency_p50_s']:.2f} s p95 {row['latency_p95_s']:.2f} s, per token p50 "
+                  f"{row['per_token_p50_ms']:.1f} ms p95 {row['per_token_p95_ms']:.1f} ms, ttft p50 {row['ttft_p50_s']:.3f} s, "
+                  f"ttft p50 of {c} sent together {1000 * row['ttft_burst_p50_s']:.1f} ms, {row['requests']} requests, "
+                  f"{row['failed']} failed", flush=True)
+            if args.peer_server:
+                peer = run_level(args.artifact, c, args, deadline, peer=args.peer_server)
+                peer_levels.append({**peer, "round": rnd})
+                print(f"  llama-server, {c} clients: {peer['tok_s']:.1f} tok/s, ttft p50 of {c} sent together "
+                      f"{1000 * peer['ttft_burst_p50_s']:.1f} ms; slmkit / llama-server: throughput "
+                      f"{row['tok_s'] / peer['tok_s']:.2f}x, ttft {row['ttft_burst_p50_s'] / peer['ttft_burst_p50_s']:.2f}x",
+                      flush=True)
     report = {"artifact": str(args.artifact), "threads": args.threads, "parallel": args.parallel,
               "max_tokens": args.max_tokens, "prompt_tokens": args.prompt_tokens, "cpu_count": os.cpu_count(),
-              "levels": levels}
+              "levels": levels, **({"peer_server": peer_levels} if args.peer_server else {})}
+    first_round = [lv for lv in levels if lv["round"] == 0]
     if args.engine:
-        report["engine"] = run_engine(args.artifact, args, [lv["clients"] for lv in levels])
-        for row, lv in zip(report["engine"], levels):
+        report["engine"] = run_engine(args.artifact, args, [lv["clients"] for lv in first_round])
+        for row, lv in zip(report["engine"], first_round):
             print(f"engine alone, {row['sequences']} sequences: decode {row['decode_tok_s']:.1f} tok/s (backend "
                   f"{100 * row['backend_share']:.0f}% of it), with prefill {row['with_prefill_tok_s']:.1f} tok/s; "
                   f"slmkit serve / engine: {lv['tok_s'] / row['decode_tok_s']:.2f}", flush=True)
     if args.peer:
-        report["peer"] = run_peer(args.peer, args.artifact, args, [lv["clients"] for lv in levels])
-        for row, lv in zip(report["peer"], levels):
+        report["peer"] = run_peer(args.peer, args.artifact, args, [lv["clients"] for lv in first_round])
+        for row, lv in zip(report["peer"], first_round):
             print(f"peer llama-batched-bench, {row['sequences']} sequences: {row['tg_tok_s']:.1f} tok/s "
                   f"({row['tg_tok_s'] / report['peer'][0]['tg_tok_s']:.2f}x); slmkit serve / peer: "
                   f"{lv['tok_s'] / row['tg_tok_s']:.2f}", flush=True)
