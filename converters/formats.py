@@ -28,12 +28,12 @@ def parse_formats(values: Iterable[str]) -> list[str]:
 
 
 def split_quants(quants: Iterable[str]) -> dict[str, list[str]]:
-    """Assign each type name to its format; ``all``: every type of both."""
-    from slmkit.converters.gguf_quantize import QUANTS
+    """Assign each type name to its format; ``all``: every type of both (but those needing an importance matrix)."""
+    from slmkit.converters.gguf_quantize import NEEDS_IMATRIX, QUANTS
     from slmkit.converters.onnx_quantize import PRECISIONS
 
-    if [q.strip().lower() for q in quants] == ["all"]:
-        return {"gguf": list(QUANTS), "onnx": list(PRECISIONS)}
+    if [q.strip().lower() for q in quants] == ["all"]:  # the types that need an importance matrix are asked for by name
+        return {"gguf": [q for q in QUANTS if q not in NEEDS_IMATRIX], "onnx": list(PRECISIONS)}
     out: dict[str, list[str]] = {"gguf": [], "onnx": []}
     for q in quants:
         q = q.strip().lower()

@@ -1,18 +1,23 @@
 """GPT-2 folder → checked GGUF artifacts of several types, a manifest and the tokenizer, in one folder.
 
 Order: write the f16 GGUF (the quantization source), check it (llama.cpp tokenization equals the HF
-tokenizer's; its logits match the fp16 reference), then quantize each requested type from it.
+tokenizer's; its logits match the fp16 reference), compute the importance matrix when calibration texts are
+given (or take one from a file), then quantize each requested type from it.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from slmkit.converters.checks import fidelity, finite_logits, require, tokenizer_parity, transformers_encoder
+from slmkit.converters.calibration import Calibration
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
+from slmkit.converters.imatrix import ImportanceMatrix, compute_imatrix, write_imatrix
 from slmkit.converters.gguf_writer import write_gguf
 from slmkit.converters.output import Conversion, artifact_entry
+from slmkit.files import sha256_file
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
@@ -21,11 +26,31 @@ def artifact_name(folder: ModelFolder, quant: str) -> str:
     return f"{folder.name}-{quant.upper()}.gguf"
 
 
+@dataclass
+class Importance:
+    """Where a run's importance matrix comes from: calibration texts (computed here), or a file (``matrix``
+    read from ``file``); ``out``: where to write the one computed."""
+    calibration: Calibration | None = None
+    matrix: ImportanceMatrix | None = None
+    file: Path | None = None
+    out: Path | None = None
+
+    def record(self) -> dict | None:
+        """The manifest's ``calibration`` of each artifact quantized with it (None: round-to-nearest)."""
+        if self.calibration is not None:
+            return {"method": "imatrix", **self.calibration.record()}
+        if self.file is not None:
+            return {"method": "imatrix", "source": f"imatrix file {self.file}", "sha256": sha256_file(self.file),
+                    "datasets": self.matrix.datasets, "chunks": self.matrix.chunk_count}
+        return None
+
+
 def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int = 0,
                  embedding_type: str | None = None, log: Callable[[str], None] = print, *,
-                 texts: Sequence[str]) -> dict:
+                 texts: Sequence[str], importance: Importance | None = None) -> dict:
     """Write, check (tokenizer parity and logits against the fp16 reference on ``texts``) and quantize;
     returns the updated manifest."""
+    importance = importance or Importance()
     f16 = out / artifact_name(folder, "f16")
     with Conversion(folder, out, f16, "f16" in quants, "f16") as run:
         t0 = time.time()
@@ -40,10 +65,27 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
             f"|Δ| {checks['fidelity_f16']['max_abs_diff']:.4f} vs the fp16 reference")
         if run.keep:
             run.landing.record(f16, f16_entry)
+        if importance.calibration is not None and any(q not in ("f16", "f32") for q in quants):
+            importance.matrix = calibrate(folder, importance.calibration, threads, log)
+            if importance.out is not None:
+                write_imatrix(importance.matrix, importance.out)
+                log(f"wrote the importance matrix to {importance.out} (llama.cpp's imatrix format)")
         for quant in quants:
             if quant != "f16":
-                quantize_one(folder, run, quant, threads, embedding_type, list(texts), log)
+                quantize_one(folder, run, quant, threads, embedding_type, list(texts), log, importance)
     return update_manifest(out, folder, run.entries, {"gguf": checks})
+
+
+def calibrate(folder: ModelFolder, calibration: Calibration, threads: int, log: Callable[[str], None]) -> ImportanceMatrix:
+    """The importance matrix of the fp16 reference on the calibration texts."""
+    from slmkit.runtimes.reference import ReferenceRuntime
+
+    t0 = time.time()
+    with ReferenceRuntime(folder, threads=threads or None) as ref:
+        matrix = compute_imatrix(ref, calibration.texts, [calibration.source])
+    log(f"importance matrix: {len(matrix.sums)} tensors from {calibration.tokens} tokens of {calibration.source} "
+        f"({time.time() - t0:.1f}s)")
+    return matrix
 
 
 def check_source(folder: ModelFolder, source: Path, label: str, texts: list[str], threads: int) -> dict:
@@ -63,7 +105,7 @@ def check_source(folder: ModelFolder, source: Path, label: str, texts: list[str]
 
 
 def quantize_one(folder: ModelFolder, run: Conversion, quant: str, threads: int, embedding_type: str | None,
-                 texts: list[str], log: Callable[[str], None]) -> None:
+                 texts: list[str], log: Callable[[str], None], importance: Importance) -> None:
     """One GGUF type from the checked f16 source (f32 straight from the weights), checked (it loads and
     gives finite logits), landed and recorded with its check."""
     from slmkit.runtimes.llamacpp import LlamaCppRuntime
@@ -74,15 +116,16 @@ def quantize_one(folder: ModelFolder, run: Conversion, quant: str, threads: int,
         write_gguf(folder, dest, "f32")
         result = read_result(dest, "f32")
     else:
-        result = quantize_gguf(run.source, dest, quant, threads, embedding_type)
+        result = quantize_gguf(run.source, dest, quant, threads, embedding_type, imatrix=importance.matrix)
     run.landing.placed(dest)
     with LlamaCppRuntime(dest, threads=threads or None) as rt:
         check = finite_logits(rt, texts[:4])
     require("finite_logits", check, dest.name)
-    run.landing.record(dest, artifact_entry(dest, "gguf", quant, t0, **result.summary(),
+    calibrated = importance.record() if quant not in ("f16", "f32") else None
+    run.landing.record(dest, artifact_entry(dest, "gguf", quant, t0, **result.summary(), calibration=calibrated,
                                             checks={"finite_logits": check}))
     log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {result.bits_per_weight:.2f} bits/weight, "
-        f"embedding {result.embedding_type}, {time.time() - t0:.1f}s)")
+        f"embedding {result.embedding_type}{', importance-weighted' if calibrated else ''}, {time.time() - t0:.1f}s)")
     if result.fallbacks:
         got = sorted(set(result.fallbacks.values()))
         log(f"warning: {dest.name}: {len(result.fallbacks)} tensors fell back from {quant} to "

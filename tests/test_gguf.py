@@ -182,7 +182,7 @@ def test_embedding_type_override(small, tmp_path):
     (["--format", "gguf,onnx", "--quant", "q8_0"], "--quant q8_0 names no onnx type"),
     (["--format", "tflite"], "unknown format 'tflite'; valid: gguf, onnx"),
     (["--block-size", "64", "--head-bits", "4"], "--block-size, --head-bits only apply to --format onnx"),
-    (["--format", "gguf,onnx", "--embedding-type", "int9"], "unknown embedding type 'int9'; gguf: q8_0, q6_k, f16; onnx:"),
+    (["--format", "gguf,onnx", "--embedding-type", "int9"], "unknown embedding type 'int9'; gguf: q8_0, q6_k, q5_k, q4_k, f16; onnx:"),
 ])
 def test_bad_quant_option(small, tmp_path, args, msg):
     r = CliRunner().invoke(cli, ["quantize", str(small), "--out", str(tmp_path), *args])

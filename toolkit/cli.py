@@ -64,11 +64,12 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
 @click.option("--format", "formats", multiple=True, default=("gguf",), show_default=True,
               help="Artifact format(s): gguf, onnx, or both ('gguf,onnx' or the option twice).")
 @click.option("--quant", default=None, help="Comma-separated types of the chosen formats, or 'all'. gguf: f32,f16,"
-              "q8_0,q6_k,q5_k_m,q4_k_m,q4_0 (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
+              "q8_0,q6_k,q5_k_m,q4_k_m,q4_k_s,q4_0,iq4_xs,iq4_nl,q3_k_m,q3_k_s,q2_k, and with an importance matrix "
+              "iq3_xxs,q2_k_s (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Artifact folder (default: out/<model name>); bench names the same folder --artifacts.")
 @click.option("--embedding-type", default=None,
-              help="gguf: type of the tied token embedding / output head, q8_0, q6_k or f16 (default: llama.cpp's "
+              help="gguf: type of the tied token embedding / output head, q8_0, q6_k, q5_k, q4_k or f16 (default: llama.cpp's "
               "rule, q6_k or q8_0); onnx int4: the embedding tables, int8 (default), int4 (GatherBlockQuantized), "
               "shared (one 4-bit tensor for embedding and head; needs --head-bits 4) or fp32. With both formats it "
               "applies to the one whose values include it.")
@@ -80,10 +81,17 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
 @click.option("--threads", type=click.IntRange(0), default=0, help="Threads (default 0: all cores).")
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
               help="Text file (one text per line) the checks compare logits on (default: the demo's held-out texts).")
+@click.option("--calibration", default=None,
+              help="gguf: calibration texts (a file, one text per line, or 'demo': the demo model's calibration "
+              "split): an importance matrix from the fp16 reference weighs every type's rounding.")
+@click.option("--imatrix", "imatrix_file", type=click.Path(dir_okay=False), default=None,
+              help="gguf: use this importance matrix (llama.cpp's GGUF imatrix format, e.g. from llama-imatrix).")
+@click.option("--imatrix-out", type=click.Path(dir_okay=False), default=None,
+              help="gguf: write the importance matrix computed from --calibration here (for llama-quantize --imatrix).")
 @click.pass_context
 def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], quant: str | None, out: str | None,
              embedding_type: str | None, block_size: int, accuracy_level: int, head_bits: str, threads: int,
-             texts_file: str | None) -> None:
+             texts_file: str | None, calibration: str | None, imatrix_file: str | None, imatrix_out: str | None) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
     from slmkit.converters.formats import parse_formats, split_quants
     from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, EMBEDDING_TYPES
@@ -113,17 +121,48 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
         int4.check()
     folder = open_model_folder(model)
     texts = check_texts(texts_file, folder)
+    importance = importance_of(fmts, wanted["gguf"], folder, calibration, imatrix_file, imatrix_out)
     dest = Path(out) if out else Path("out") / folder.name
     for fmt in fmts:
         if fmt == "gguf":
             from slmkit.converters.gguf_pipeline import convert_gguf
 
-            manifest = convert_gguf(folder, wanted["gguf"], dest, threads, embedding["gguf"], log=click.echo, texts=texts)
+            manifest = convert_gguf(folder, wanted["gguf"], dest, threads, embedding["gguf"], log=click.echo, texts=texts,
+                                    importance=importance)
         else:
             from slmkit.converters.onnx_pipeline import convert_onnx
 
             manifest = convert_onnx(folder, wanted["onnx"], dest, threads, int4, log=click.echo, texts=texts)
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
+
+
+def importance_of(fmts: list[str], gguf_quants: list[str], folder: "ModelFolder", calibration: str | None,
+                  imatrix_file: str | None, imatrix_out: str | None) -> "Importance":
+    """The run's importance matrix source, every file and text checked before any work."""
+    from slmkit.converters.calibration import load_calibration
+    from slmkit.converters.gguf_pipeline import Importance
+    from slmkit.converters.gguf_quantize import NEEDS_IMATRIX
+    from slmkit.converters.imatrix import read_imatrix
+    from slmkit.tokenizer import TextTokenizer
+
+    given = [name for name, v in (("--calibration", calibration), ("--imatrix", imatrix_file),
+                                  ("--imatrix-out", imatrix_out)) if v is not None]
+    if given and "gguf" not in fmts:
+        raise SlmkitError(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to --format gguf")
+    if calibration is not None and imatrix_file is not None:
+        raise SlmkitError("--calibration and --imatrix both give an importance matrix: pass one")
+    if imatrix_out is not None and calibration is None:
+        raise SlmkitError("--imatrix-out writes the matrix computed from --calibration: pass --calibration too")
+    if calibration is None and imatrix_file is None:
+        needy = [q for q in gguf_quants if q in NEEDS_IMATRIX] if "gguf" in fmts else []
+        if needy:
+            raise SlmkitError(f"{', '.join(needy)} need{'s' if len(needy) == 1 else ''} an importance matrix: pass "
+                              "--calibration FILE (or demo) or --imatrix FILE")
+        return Importance()
+    if calibration is not None:
+        return Importance(calibration=load_calibration(calibration, TextTokenizer.from_folder(folder.path)),
+                          out=Path(imatrix_out) if imatrix_out else None)
+    return Importance(matrix=read_imatrix(Path(imatrix_file)), file=Path(imatrix_file))
 
 
 def check_texts(texts_file: str | None, model: "ModelFolder") -> list[str]:

@@ -64,6 +64,7 @@ class GgufInfo:
     n_params: int
     tensor_bytes: int
     metadata: dict[str, object] = field(default_factory=dict, repr=False)
+    row_lengths: dict[str, int] = field(default_factory=dict, repr=False)  # 2-D tensor name -> values per row
 
     @property
     def bits_per_weight(self) -> float:
@@ -212,7 +213,8 @@ def open_gguf(path: str | Path) -> GgufInfo:
     file_type = meta.get("general.file_type")
     return GgufInfo(path, arch, hp["context_length"], hp["embedding_length"], hp["block_count"],
                     file_type if isinstance(file_type, int) else None, types,
-                    sum(t.n_elements for t in tensors), sum(t.n_bytes for t in tensors), meta)
+                    sum(t.n_elements for t in tensors), sum(t.n_bytes for t in tensors), meta,
+                    {t.name: t.dims[0] for t in tensors if len(t.dims) >= 2})
 
 
 def _check_vocab(meta: dict, path: Path, rows: int | None) -> None:

@@ -1,0 +1,84 @@
+"""Calibration texts: what importance matrices and sensitivity are measured on, checked before any work.
+
+``--calibration FILE`` (UTF-8 text, one text per line) or ``--calibration demo`` (the demo model's calibration
+split, disjoint from its evaluation files). Refused in one line: a file that cannot be read, is binary or
+empty, holds too few tokens to estimate anything, or shares a text with the demo evaluation files (scores on
+texts a quantizer was tuned on flatter it). The manifest records the source, the texts' sha256 and their
+token count with every calibrated artifact, so ``slmkit bench`` can refuse to score on overlapping texts.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmkit.errors import SlmkitError
+from slmkit.tokenizer import TextTokenizer
+
+DEMO = "demo"
+MIN_TOKENS = 1000  # fewer give importance estimates dominated by a few texts
+
+
+@dataclass(frozen=True)
+class Calibration:
+    texts: tuple[str, ...]
+    source: str        # "demo" or the file's path
+    sha256: str        # of the texts, one per line, as read
+    tokens: int        # under the model's tokenizer
+
+    def record(self) -> dict:
+        """What the manifest keeps of it."""
+        return {"source": self.source, "texts": len(self.texts), "tokens": self.tokens, "sha256": self.sha256}
+
+
+def texts_sha256(texts: tuple[str, ...] | list[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
+def demo_texts() -> list[str]:
+    from slmkit.demo.calibration import CALIBRATION_FILE
+
+    return read_texts(CALIBRATION_FILE)
+
+
+def read_texts(path: Path) -> list[str]:
+    """The non-empty lines of a calibration file; one clear error for an unreadable, binary or empty one."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SlmkitError(f"{path}: cannot read the calibration texts ({e.strerror or e})") from None
+    if b"\x00" in raw:
+        raise SlmkitError(f"{path}: a binary file, not calibration texts (one UTF-8 text per line)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SlmkitError(f"{path}: not UTF-8 text (byte {e.start}); calibration texts are one UTF-8 text per line") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise SlmkitError(f"{path}: no calibration texts (one text per line expected)")
+    return lines
+
+
+def evaluation_texts() -> set[str]:
+    """The demo evaluation files' texts (what bench scores the demo model on by default)."""
+    from slmkit.demo.dataset import EVAL_FILES, examples
+
+    return {e.text for split in EVAL_FILES for e in examples(split, 10**6)}
+
+
+def overlap(texts: list[str] | tuple[str, ...], scored: set[str]) -> list[str]:
+    return [t for t in texts if t in scored]
+
+
+def load_calibration(spec: str, tokenizer: TextTokenizer) -> Calibration:
+    """``spec``: a file path or ``demo``; checked as the module says."""
+    texts = demo_texts() if spec == DEMO else read_texts(Path(spec))
+    shared = overlap(texts, evaluation_texts())
+    if shared:
+        raise SlmkitError(f"{spec}: {len(shared)} calibration texts are also demo evaluation texts (first: "
+                          f"{shared[0][:60]!r}); calibrate on texts the model is not evaluated on")
+    tokens = sum(len(tokenizer.encode(t)) for t in texts)
+    if tokens < MIN_TOKENS:
+        raise SlmkitError(f"{spec}: the calibration texts hold {tokens} tokens; at least {MIN_TOKENS} are needed")
+    return Calibration(tuple(texts), DEMO if spec == DEMO else str(spec), texts_sha256(texts), tokens)
