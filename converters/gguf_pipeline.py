@@ -14,6 +14,7 @@ from pathlib import Path
 from slmkit.converters.checks import fidelity, finite_logits, require, tokenizer_parity, transformers_encoder
 from slmkit.converters.calibration import Calibration
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
+from slmkit.converters.gptq import compensate
 from slmkit.converters.imatrix import ImportanceMatrix, compute_imatrix, write_imatrix
 from slmkit.converters.gguf_writer import write_gguf
 from slmkit.converters.output import Conversion, artifact_entry
@@ -29,16 +30,19 @@ def artifact_name(folder: ModelFolder, quant: str) -> str:
 @dataclass
 class Importance:
     """Where a run's importance matrix comes from: calibration texts (computed here), or a file (``matrix``
-    read from ``file``); ``out``: where to write the one computed."""
+    read from ``file``); ``out``: where to write the one computed. ``method``: with calibration texts, "gptq"
+    also rounds Q4_K / Q4_0 / Q6_K / Q8_0 matrices with error compensation (:mod:`slmkit.converters.gptq`),
+    "imatrix" only weighs llama.cpp's rounding."""
     calibration: Calibration | None = None
     matrix: ImportanceMatrix | None = None
     file: Path | None = None
     out: Path | None = None
+    method: str = "gptq"
 
     def record(self) -> dict | None:
         """The manifest's ``calibration`` of each artifact quantized with it (None: round-to-nearest)."""
         if self.calibration is not None:
-            return {"method": "imatrix", **self.calibration.record()}
+            return {"method": "imatrix+gptq" if self.method == "gptq" else "imatrix", **self.calibration.record()}
         if self.file is not None:
             return {"method": "imatrix", "source": f"imatrix file {self.file}", "sha256": sha256_file(self.file),
                     "datasets": self.matrix.datasets, "chunks": self.matrix.chunk_count}
@@ -66,7 +70,7 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
         if run.keep:
             run.landing.record(f16, f16_entry)
         if importance.calibration is not None and any(q not in ("f16", "f32") for q in quants):
-            importance.matrix = calibrate(folder, importance.calibration, threads, log)
+            importance.matrix = calibrate(folder, importance.calibration, threads, log, importance.method == "gptq")
             if importance.out is not None:
                 write_imatrix(importance.matrix, importance.out)
                 log(f"wrote the importance matrix to {importance.out} (llama.cpp's imatrix format)")
@@ -76,13 +80,15 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
     return update_manifest(out, folder, run.entries, {"gguf": checks})
 
 
-def calibrate(folder: ModelFolder, calibration: Calibration, threads: int, log: Callable[[str], None]) -> ImportanceMatrix:
-    """The importance matrix of the fp16 reference on the calibration texts."""
+def calibrate(folder: ModelFolder, calibration: Calibration, threads: int, log: Callable[[str], None],
+              hessians: bool) -> ImportanceMatrix:
+    """The importance matrix of the fp16 reference on the calibration texts (and the inputs' full second
+    moments, for error compensation)."""
     from slmkit.runtimes.reference import ReferenceRuntime
 
     t0 = time.time()
     with ReferenceRuntime(folder, threads=threads or None) as ref:
-        matrix = compute_imatrix(ref, calibration.texts, [calibration.source])
+        matrix = compute_imatrix(ref, calibration.texts, [calibration.source], hessians=hessians)
     log(f"importance matrix: {len(matrix.sums)} tensors from {calibration.tokens} tokens of {calibration.source} "
         f"({time.time() - t0:.1f}s)")
     return matrix
@@ -117,6 +123,8 @@ def quantize_one(folder: ModelFolder, run: Conversion, quant: str, threads: int,
         result = read_result(dest, "f32")
     else:
         result = quantize_gguf(run.source, dest, quant, threads, embedding_type, imatrix=importance.matrix)
+        if importance.matrix is not None and importance.matrix.hessians:
+            compensate(run.source, dest, importance.matrix.hessians, log)
     run.landing.placed(dest)
     with LlamaCppRuntime(dest, threads=threads or None) as rt:
         check = finite_logits(rt, texts[:4])

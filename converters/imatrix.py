@@ -41,6 +41,7 @@ class ImportanceMatrix:
     datasets: list[str] = field(default_factory=list)
     chunk_count: int = 0
     chunk_size: int = 0
+    hessians: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # X^T X (not in the file)
 
     def means(self) -> dict[str, np.ndarray]:
         """Mean square per input column (what llama.cpp's quantizer weighs rounding errors by)."""
@@ -74,9 +75,11 @@ def gguf_module_names(n_layer: int, tied: bool) -> dict[str, str]:
     return out
 
 
-def compute_imatrix(reference: Any, texts: Sequence[str], datasets: Sequence[str] = ()) -> ImportanceMatrix:
+def compute_imatrix(reference: Any, texts: Sequence[str], datasets: Sequence[str] = (),
+                    hessians: bool = False) -> ImportanceMatrix:
     """Record the inputs of every quantized matrix of a :class:`~slmkit.runtimes.reference.ReferenceRuntime`
-    over ``texts`` (each scored alone, from position 0; longer ones cut to the context)."""
+    over ``texts`` (each scored alone, from position 0; longer ones cut to the context); ``hessians``: also each
+    matrix's full ``X^T X`` (for error compensation, :mod:`slmkit.converters.gptq`)."""
     torch = reference._torch
     model = reference._model
     n_layer = model.config.n_layer
@@ -84,14 +87,29 @@ def compute_imatrix(reference: Any, texts: Sequence[str], datasets: Sequence[str
     targets = gguf_module_names(n_layer, tied)
     m = ImportanceMatrix(datasets=list(datasets))
     sums = {name: torch.zeros(0, dtype=torch.float64) for name in targets.values()}
+    second: dict[str, Any] = {}
+    rows: dict[str, list[Any]] = {name: [] for name in targets.values()}
     hooks = []
+
+    def fold(name: str) -> None:
+        """Add the rows gathered so far to X^T X: one float32 product per few thousand rows, summed in float64."""
+        if rows[name]:
+            x = torch.cat(rows[name])
+            xx = (x.T @ x).to(torch.float64)
+            second[name] = xx if name not in second else second[name] + xx
+            rows[name].clear()
 
     def record(name: str):
         def hook(_module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
-            s = (x * x).sum(dim=0)
+            x = args[0].detach().reshape(-1, args[0].shape[-1])
+            x64 = x.to(torch.float64)
+            s = (x64 * x64).sum(dim=0)
             sums[name] = s if sums[name].numel() == 0 else sums[name] + s
             m.counts[name] = m.counts.get(name, 0) + x.shape[0]
+            if hessians:
+                rows[name].append(x.to(torch.float32))
+                if sum(len(r) for r in rows[name]) >= 4096:
+                    fold(name)
         return hook
 
     for hf_name, gguf_name in targets.items():
@@ -109,9 +127,12 @@ def compute_imatrix(reference: Any, texts: Sequence[str], datasets: Sequence[str
     finally:
         for h in hooks:
             h.remove()
+    for name in rows:
+        fold(name)
     if not m.chunk_count:
         raise SlmkitError("no calibration text had any tokens")
     m.sums = {name: s.numpy() for name, s in sums.items() if s.numel()}
+    m.hessians = {name: h.numpy() for name, h in second.items()}
     m.chunk_size = longest
     return m
 

@@ -111,7 +111,7 @@ def test_calibrated_artifacts_record_their_calibration_and_files_go_both_ways(ti
 
     entries = json.loads((out / "manifest.json").read_text())["artifacts"]
     cal = entries[next(n for n in entries if n.endswith("Q4_0.gguf"))]["calibration"]
-    assert cal["method"] == "imatrix" and cal["source"] == "demo" and cal["tokens"] >= MIN_TOKENS and len(cal["sha256"]) == 64
+    assert cal["method"] == "imatrix+gptq" and cal["source"] == "demo" and cal["tokens"] >= MIN_TOKENS and len(cal["sha256"]) == 64
     m = read_imatrix(tmp_path / "im.gguf")
     assert len(m.sums) == 9 and m.datasets == ["demo"]
     code, text = quantize(str(tiny_demo), "--quant", "q4_0", "--imatrix", str(tmp_path / "im.gguf"),
@@ -168,3 +168,59 @@ def test_types_that_need_an_importance_matrix_and_mismatched_matrices_are_refuse
     code, out = quantize(str(tiny_demo), "--format", "onnx", "--quant", "int4", "--calibration", "demo",
                          "--out", str(tmp_path / "o4"))
     assert code == 1 and "only applies to --format gguf" in out, out
+
+
+def test_block_codecs_read_and_write_llama_cpps_bytes_exactly(tmp_path):
+    """Every format the error compensation rewrites: unpacking llama.cpp's codes and scales gives gguf-py's own
+    dequantization, and packing them again gives the same bytes; the compensated file still loads and its
+    matrices stay on llama.cpp's grid (only codes change)."""
+    import json
+
+    import gguf
+    from gguf import quants
+
+    from slmkit.converters import gptq
+    from slmkit.synthetic import write_random_gpt2
+
+    folder = write_random_gpt2(tmp_path / "w256", n_embd=256, n_layer=1, n_head=4)  # K-quant rows: 256
+    seen = set()
+    for quant in ("q4_k_m", "q4_0", "q8_0"):
+        for name, extra in (("rtn", []), ("cal", ["--calibration", "demo"])):
+            out = tmp_path / f"{quant}-{name}"
+            code, text = quantize(str(folder), "--quant", quant, "--out", str(out), *extra)
+            assert code == 0, text
+        files = {n: next((tmp_path / f"{quant}-{n}").glob("*.gguf")) for n in ("rtn", "cal")}
+        entry = next(iter(json.loads((tmp_path / f"{quant}-cal" / "manifest.json").read_text())["artifacts"].values()))
+        assert entry["calibration"]["method"] == "imatrix+gptq"
+        for t in gguf.GGUFReader(str(files["cal"])).tensors:
+            fmt = gptq.FORMATS.get(t.tensor_type.name)
+            if fmt is None:
+                continue
+            raw = np.asarray(t.data)
+            grid, codes = fmt.grid(raw, raw.shape[0]), gptq.codes_of(raw, fmt)
+            assert 0 <= codes.min() and codes.max() <= fmt.qmax
+            assert np.array_equal(fmt.pack(raw, codes), raw), t.name
+            np.testing.assert_allclose(gptq.dequantize(grid, codes), quants.dequantize(raw, t.tensor_type), rtol=0,
+                                       atol=1e-6 * float(np.abs(grid.scale).max() * fmt.qmax + 1))
+            seen.add(fmt.name)
+    assert seen == {"Q4_K", "Q6_K", "Q4_0", "Q8_0"}
+
+
+def test_error_compensation_lowers_the_output_error_on_the_same_grid():
+    """Random weights, correlated inputs: GPTQ's codes on a fixed Q4_0-like grid change the layer's outputs less
+    than rounding each weight to its nearest grid point (its objective, on the inputs it saw)."""
+    from slmkit.converters.gptq import Grid, dequantize, gptq_codes, output_error, round_to_grid
+
+    rng = np.random.default_rng(0)
+    rows, cols = 48, 256
+    w = rng.normal(0, 0.02, (rows, cols))
+    mix = rng.normal(size=(cols, cols)) / np.sqrt(cols) + np.eye(cols)
+    x = rng.normal(size=(2000, cols)) @ mix
+    h = x.T @ x
+    d = np.abs(w).reshape(rows, -1, 32).max(axis=2) / 7
+    grid = Grid(d.astype(np.float32), (8 * d).astype(np.float32), 32, 15)
+    nearest = round_to_grid(w, np.repeat(grid.scale, 32, 1), np.repeat(grid.offset, 32, 1), 15)
+    compensated = gptq_codes(w, h, grid)
+    e_near = output_error(w, dequantize(grid, nearest), h)
+    e_comp = output_error(w, dequantize(grid, compensated), h)
+    assert e_comp < 0.7 * e_near, (e_comp, e_near)

@@ -88,10 +88,14 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
               help="gguf: use this importance matrix (llama.cpp's GGUF imatrix format, e.g. from llama-imatrix).")
 @click.option("--imatrix-out", type=click.Path(dir_okay=False), default=None,
               help="gguf: write the importance matrix computed from --calibration here (for llama-quantize --imatrix).")
+@click.option("--calibration-method", type=click.Choice(["gptq", "imatrix"]), default="gptq", show_default=True,
+              help="gguf with --calibration: gptq also rounds Q4_K / Q4_0 / Q6_K / Q8_0 matrices with error "
+              "compensation on llama.cpp's scales (same format and size); imatrix only weighs llama.cpp's rounding.")
 @click.pass_context
 def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], quant: str | None, out: str | None,
              embedding_type: str | None, block_size: int, accuracy_level: int, head_bits: str, threads: int,
-             texts_file: str | None, calibration: str | None, imatrix_file: str | None, imatrix_out: str | None) -> None:
+             texts_file: str | None, calibration: str | None, imatrix_file: str | None, imatrix_out: str | None,
+             calibration_method: str) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
     from slmkit.converters.formats import parse_formats, split_quants
     from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, EMBEDDING_TYPES
@@ -122,6 +126,7 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     folder = open_model_folder(model)
     texts = check_texts(texts_file, folder)
     importance = importance_of(fmts, wanted["gguf"], folder, calibration, imatrix_file, imatrix_out)
+    importance.method = calibration_method
     dest = Path(out) if out else Path("out") / folder.name
     for fmt in fmts:
         if fmt == "gguf":
