@@ -245,6 +245,36 @@ def relative_changes(rows: list[Result], ref: Result, greedy: dict[str, list[str
         row["latency"]["speedup_vs_reference"] = row["latency"]["decode_tok_s"] / ref["latency"]["decode_tok_s"]
 
 
+def scored_texts(opts: BenchOptions) -> list[str]:
+    """The texts the scenario scores (as :func:`build_scenario` takes them), for the calibration check."""
+    return list(workload_of(opts).texts[:MODES["quick" if opts.quick else "full"]["texts"]])
+
+
+def check_calibration_overlap(artifacts: list[tuple[str, dict]], texts: list[str], log: Callable[[str], None]) -> None:
+    """Refuse, in one line, to score calibrated artifacts on texts they were calibrated on; say so when a
+    calibration file is no longer there to compare with."""
+    from slmkit.converters.calibration import DEMO, demo_texts, read_texts, texts_sha256
+
+    scored = set(texts)
+    for name, e in artifacts:
+        cal = e.get("calibration") or {}
+        source = cal.get("source")
+        if not source or source.startswith("imatrix file"):
+            continue
+        path = Path(source)
+        if source != DEMO and not path.is_file():
+            log(f"note: {name} was calibrated on {source}, which is not here: its overlap with the scored texts is unchecked")
+            continue
+        calibration = demo_texts() if source == DEMO else read_texts(path)
+        if source != DEMO and texts_sha256(calibration) != cal.get("sha256"):
+            log(f"note: {source} changed since {name} was calibrated on it: its overlap with the scored texts is unchecked")
+            continue
+        shared = [t for t in calibration if t.strip() in scored or t in scored]
+        if shared:
+            raise SlmkitError(f"{name} was calibrated on {len(shared)} of the texts bench would score (first: "
+                              f"{shared[0][:50]!r}): score on other texts (--texts FILE)")
+
+
 def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None = None,
               progress: Progress = lambda it, label: iter(it), log: Callable[[str], None] = print) -> Report:
     """Benchmark and return the report (see ``slmkit.benchmarks.schema``)."""
@@ -260,11 +290,14 @@ def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None
     jobs = [(REFERENCE, str(model.path), {"label": "fp16 reference", "format": "hf", "quant": "fp16",
                                           "file": str(model.weights), "bytes": model.weights.stat().st_size,
                                           "weight_bytes": 4 * model.n_params, "is_reference": True})]
+    check_calibration_overlap(artifacts, scored_texts(opts), log)
     for name, e in artifacts:
-        jobs.append((name, str(folder / name), {"label": f"{e['format']} {e['quant']}", "format": e["format"],
-                                                "quant": e["quant"], "file": str(folder / name), "bytes": e["bytes"],
-                                                "weight_bytes": e["bytes"], "bits_per_weight": e.get("bits_per_weight"),
-                                                "sha256": e.get("sha256"), "is_reference": False}))
+        cal = e.get("calibration")
+        jobs.append((name, str(folder / name), {"label": f"{e['format']} {e['quant']}{' (calibrated)' if cal else ''}",
+                                                "format": e["format"], "quant": e["quant"], "file": str(folder / name),
+                                                "bytes": e["bytes"], "weight_bytes": e["bytes"],
+                                                "bits_per_weight": e.get("bits_per_weight"), "sha256": e.get("sha256"),
+                                                "calibration": cal, "is_reference": False}))
     rows: list[Result] = []
     outputs: dict[str, dict[str, list]] = {}  # each row's generated texts, kept out of the report
     with tempfile.TemporaryDirectory(prefix="slmkit-bench-") as scratch:

@@ -78,6 +78,7 @@ class Result(TypedDict, total=False):
     bits_per_weight: float | None
     sha256: str | None
     is_reference: bool
+    calibration: dict[str, Any] | None      # how the artifact was calibrated (manifest), None: round-to-nearest
     error: str | None                       # why it could not run; the sections below are then absent
     backend: str
     threads: int

@@ -224,3 +224,27 @@ def test_error_compensation_lowers_the_output_error_on_the_same_grid():
     e_near = output_error(w, dequantize(grid, nearest), h)
     e_comp = output_error(w, dequantize(grid, compensated), h)
     assert e_comp < 0.7 * e_near, (e_comp, e_near)
+
+
+def test_bench_names_calibrated_artifacts_and_refuses_their_calibration_texts(tiny_demo, tmp_path):
+    from slmkit.converters.calibration import demo_texts
+
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n".join(demo_texts()[:300]) + "\n")
+    art = tmp_path / "art"
+    code, out = quantize(str(tiny_demo), "--quant", "q8_0", "--calibration", str(calib), "--out", str(art))
+    assert code == 0, out
+    r = CliRunner().invoke(cli, ["bench", "--artifacts", str(art), "--quick", "--scorer", "none", "--no-plots",
+                                 "--texts", str(calib), "--out", str(tmp_path / "report")])
+    assert r.exit_code == 1 and "was calibrated on" in r.output and "--texts FILE" in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "report").exists()
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(demo_texts()[300:330]) + "\n")
+    r = CliRunner().invoke(cli, ["bench", "--artifacts", str(art), "--quick", "--scorer", "none", "--no-plots",
+                                 "--texts", str(other), "--out", str(tmp_path / "report2"), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    rows = json.loads((tmp_path / "report2" / "report.json").read_text())["results"]
+    assert [r_["label"] for r_ in rows[1:]] == ["gguf q8_0 (calibrated)"]
+    assert rows[1]["calibration"]["source"] == str(calib) and rows[0].get("calibration") is None
