@@ -26,6 +26,12 @@ class Calibration:
     sha256: str        # of the texts, one per line, as read
     tokens: int        # under the model's tokenizer
 
+    def split(self, held: int, tokenizer: TextTokenizer) -> tuple["Calibration", tuple[str, ...]]:
+        """The calibration without its last ``held`` texts, and those texts (held out to measure KL on)."""
+        keep = self.texts[:-held]
+        return Calibration(keep, self.source, texts_sha256(keep), sum(len(tokenizer.encode(t)) for t in keep)), \
+            self.texts[-held:]
+
     def record(self) -> dict:
         """What the manifest keeps of it."""
         return {"source": self.source, "texts": len(self.texts), "tokens": self.tokens, "sha256": self.sha256}

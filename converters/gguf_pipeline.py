@@ -38,6 +38,8 @@ class Importance:
     file: Path | None = None
     out: Path | None = None
     method: str = "gptq"
+    max_kl: tuple[float, ...] = ()       # quality budgets: one mixed-precision artifact each
+    held_out: tuple[str, ...] = ()       # calibration texts kept out of the matrix, to measure KL on
 
     def record(self) -> dict | None:
         """The manifest's ``calibration`` of each artifact quantized with it (None: round-to-nearest)."""
@@ -69,7 +71,7 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
             f"|Δ| {checks['fidelity_f16']['max_abs_diff']:.4f} vs the fp16 reference")
         if run.keep:
             run.landing.record(f16, f16_entry)
-        if importance.calibration is not None and any(q not in ("f16", "f32") for q in quants):
+        if importance.calibration is not None and (importance.max_kl or any(q not in ("f16", "f32") for q in quants)):
             importance.matrix = calibrate(folder, importance.calibration, threads, log, importance.method == "gptq")
             if importance.out is not None:
                 write_imatrix(importance.matrix, importance.out)
@@ -77,7 +79,37 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
         for quant in quants:
             if quant != "f16":
                 quantize_one(folder, run, quant, threads, embedding_type, list(texts), log, importance)
+        if importance.max_kl:
+            quantize_budgets(folder, run, threads, list(texts), log, importance)
     return update_manifest(out, folder, run.entries, {"gguf": checks})
+
+
+def quantize_budgets(folder: ModelFolder, run: Conversion, threads: int, texts: list[str], log: Callable[[str], None],
+                     importance: Importance) -> None:
+    """One mixed-precision artifact per ``--max-kl`` budget (:mod:`slmkit.converters.budget`), checked and recorded."""
+    from slmkit.converters.budget import quantize_to_budget
+    from slmkit.runtimes.llamacpp import LlamaCppRuntime
+    from slmkit.runtimes.reference import ReferenceRuntime
+
+    sens = None
+    with ReferenceRuntime(folder, threads=threads or None) as ref:
+        for x in importance.max_kl:
+            t0 = time.time()
+            dest = run.out / f"{folder.name}-KL{x:g}.gguf"
+            recipe, sens = quantize_to_budget(run.source, dest, x, ref, importance.held_out, importance.matrix,
+                                              importance.matrix.hessians, threads, log, sens)
+            result = read_result(dest, "q4_k_m")
+            run.landing.placed(dest)
+            with LlamaCppRuntime(dest, threads=threads or None) as rt:
+                check = finite_logits(rt, texts[:4])
+            require("finite_logits", check, dest.name)
+            summary = {**result.summary(), "fallbacks": {}}
+            run.landing.record(dest, artifact_entry(dest, "gguf", f"kl{x:g}", t0, **summary, calibration=importance.record(),
+                                                    budget={"max_kl": x, "held_out_texts": len(importance.held_out),
+                                                            **recipe.summary()}, checks={"finite_logits": check}))
+            log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {result.bits_per_weight:.2f} bits/weight, "
+                f"held-out mean KL {recipe.measured_kl:.5f} <= {x:g}; types {recipe.summary()['type_counts']}, "
+                f"{time.time() - t0:.1f}s)")
 
 
 def calibrate(folder: ModelFolder, calibration: Calibration, threads: int, log: Callable[[str], None],

@@ -53,7 +53,7 @@ def drift(artifact: Path, ids: list[list[int]], ref: list[np.ndarray]) -> dict:
     with load(artifact, threads=2) as rt:
         per = [token_drift(r.astype(np.float32), rt.score(i)[:, : r.shape[1]], i) for i, r in zip(ids, ref) if len(i) > 1]
         info = rt.info
-    return {"artifact": artifact.name, "bits_per_weight": info.get("bits_per_weight"), **summarize_drift(per)}
+    return {"artifact": str(artifact), "bits_per_weight": info.get("bits_per_weight"), **summarize_drift(per)}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

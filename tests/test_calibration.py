@@ -248,3 +248,31 @@ def test_bench_names_calibrated_artifacts_and_refuses_their_calibration_texts(ti
     rows = json.loads((tmp_path / "report2" / "report.json").read_text())["results"]
     assert [r_["label"] for r_ in rows[1:]] == ["gguf q8_0 (calibrated)"]
     assert rows[1]["calibration"]["source"] == str(calib) and rows[0].get("calibration") is None
+
+
+def test_max_kl_writes_the_smallest_mix_that_meets_the_budget_or_fails_naming_the_figure(tmp_path):
+    """A one-block model with K-quant rows: the budget artifact meets its held-out KL, is smaller than q8_0
+    everywhere, and an unreachable budget fails naming what was measured."""
+    import json
+
+    from slmkit.synthetic import write_random_gpt2
+
+    from slmkit.converters.calibration import demo_texts
+
+    folder = write_random_gpt2(tmp_path / "w256", n_embd=256, n_layer=1, n_head=4)
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n".join(demo_texts()[:300]) + "\n")  # a fifth of the split: a quicker test
+    out = tmp_path / "budget"
+    code, text = quantize(str(folder), "--calibration", str(calib), "--max-kl", "0.002", "--out", str(out))
+    assert code == 0 and "sensitivity: 5 tensors x 4 types" in text, text
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"][f"{folder.name}-KL0.002.gguf"]
+    budget = entry["budget"]
+    assert budget["max_kl"] == 0.002 and budget["measured_kl"] <= 0.002 and entry["quant"] == "kl0.002"
+    assert set(budget["tensor_types_chosen"]) == {"token_embd.weight"} | {
+        f"blk.0.{t}.weight" for t in ("attn_qkv", "attn_output", "ffn_up", "ffn_down")}
+    assert entry["bits_per_weight"] < 8.5 and entry["calibration"]["method"] == "imatrix+gptq"
+    code, text = quantize(str(folder), "--calibration", str(calib), "--max-kl", "1e-9", "--out", str(tmp_path / "never"))
+    assert code == 1 and "--max-kl 1e-09 was not met" in text and "measured mean KL" in text, text
+    assert not list((tmp_path / "never").glob("*KL*.gguf"))
+    code, text = quantize(str(folder), "--max-kl", "0.01", "--out", str(tmp_path / "nocal"))
+    assert code == 1 and "pass --calibration" in text, text

@@ -13,6 +13,7 @@ from slmkit.errors import SlmkitError
 from slmkit.prompts import DECODING
 
 if TYPE_CHECKING:
+    from slmkit.converters.gguf_pipeline import Importance
     from slmkit.model_folder import ModelFolder
 
 MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
@@ -91,11 +92,15 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
 @click.option("--calibration-method", type=click.Choice(["gptq", "imatrix"]), default="gptq", show_default=True,
               help="gguf with --calibration: gptq also rounds Q4_K / Q4_0 / Q6_K / Q8_0 matrices with error "
               "compensation on llama.cpp's scales (same format and size); imatrix only weighs llama.cpp's rounding.")
+@click.option("--max-kl", default=None,
+              help="gguf with --calibration: quality budgets (comma list): for each, the smallest mixed-precision "
+              "artifact (per-tensor q3_k..q8_0 by measured sensitivity) whose mean KL on held-out calibration texts "
+              "is at most it, written as <model>-KL<X>.gguf; fails naming the figure when it cannot be met.")
 @click.pass_context
 def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], quant: str | None, out: str | None,
              embedding_type: str | None, block_size: int, accuracy_level: int, head_bits: str, threads: int,
              texts_file: str | None, calibration: str | None, imatrix_file: str | None, imatrix_out: str | None,
-             calibration_method: str) -> None:
+             calibration_method: str, max_kl: str | None) -> None:
     """Convert a GPT-2 folder to checked, quantized artifacts with a manifest."""
     from slmkit.converters.formats import parse_formats, split_quants
     from slmkit.converters.gguf_quantize import DEFAULT_QUANTS, EMBEDDING_TYPES
@@ -112,7 +117,7 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     stray = [q for f, qs in wanted.items() if f not in fmts for q in qs] if quant not in (None, "all") else []
     if stray:
         raise SlmkitError(f"{', '.join(stray)}: not a type of --format {','.join(fmts)}")
-    empty = [f for f in fmts if not wanted[f]]
+    empty = [f for f in fmts if not wanted[f] and not (f == "gguf" and max_kl is not None)]
     if empty:
         raise SlmkitError(f"--quant {quant} names no {' or '.join(empty)} type")
     embedding = {"gguf": embedding_type if embedding_type in EMBEDDING_TYPES else None,
@@ -127,6 +132,10 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     texts = check_texts(texts_file, folder)
     importance = importance_of(fmts, wanted["gguf"], folder, calibration, imatrix_file, imatrix_out)
     importance.method = calibration_method
+    if max_kl is not None:
+        budgets_for(importance, max_kl, folder, calibration_method)
+        if quant is None:  # the budgets alone
+            wanted["gguf"] = []
     dest = Path(out) if out else Path("out") / folder.name
     for fmt in fmts:
         if fmt == "gguf":
@@ -168,6 +177,23 @@ def importance_of(fmts: list[str], gguf_quants: list[str], folder: "ModelFolder"
         return Importance(calibration=load_calibration(calibration, TextTokenizer.from_folder(folder.path)),
                           out=Path(imatrix_out) if imatrix_out else None)
     return Importance(matrix=read_imatrix(Path(imatrix_file)), file=Path(imatrix_file))
+
+
+def budgets_for(importance: "Importance", max_kl: str, folder: "ModelFolder", method: str) -> None:
+    """``--max-kl``'s budgets, checked; the calibration texts split into the matrix's and the held-out ones."""
+    from slmkit.tokenizer import TextTokenizer
+
+    try:
+        budgets = tuple(float(x) for x in max_kl.split(","))
+    except ValueError:
+        raise SlmkitError(f"--max-kl takes numbers (comma list), got {max_kl!r}") from None
+    if not budgets or any(not 0 < x < 10 for x in budgets):
+        raise SlmkitError(f"--max-kl budgets are mean KL values in (0, 10), got {max_kl}")
+    if importance.calibration is None or method != "gptq":
+        raise SlmkitError("--max-kl measures sensitivity on calibration texts: pass --calibration (method gptq)")
+    held = min(60, len(importance.calibration.texts) // 5)
+    importance.calibration, importance.held_out = importance.calibration.split(held, TextTokenizer.from_folder(folder.path))
+    importance.max_kl = budgets
 
 
 def check_texts(texts_file: str | None, model: "ModelFolder") -> list[str]:
