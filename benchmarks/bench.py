@@ -50,6 +50,7 @@ class BenchOptions:
     reps: int | None = None  # timing repetitions; default by mode
     verify: bool = True
     model: str | None = None  # the reference, when benchmarking an artifact folder
+    demo_calibration: Callable[[], list[str]] | None = None  # the demo's calibration texts (the caller's)
 
 
 Progress = Callable[[Iterable, str], Iterator]
@@ -250,10 +251,11 @@ def scored_texts(opts: BenchOptions) -> list[str]:
     return list(workload_of(opts).texts[:MODES["quick" if opts.quick else "full"]["texts"]])
 
 
-def check_calibration_overlap(artifacts: list[tuple[str, dict]], texts: list[str], log: Callable[[str], None]) -> None:
+def check_calibration_overlap(artifacts: list[tuple[str, dict]], texts: list[str], log: Callable[[str], None],
+                              demo_texts: Callable[[], list[str]] | None) -> None:
     """Refuse, in one line, to score calibrated artifacts on texts they were calibrated on; say so when a
     calibration file is no longer there to compare with."""
-    from slmkit.converters.calibration import DEMO, demo_texts, read_texts, texts_sha256
+    from slmkit.converters.calibration import DEMO, read_texts, texts_sha256
 
     scored = set(texts)
     for name, e in artifacts:
@@ -262,7 +264,7 @@ def check_calibration_overlap(artifacts: list[tuple[str, dict]], texts: list[str
         if not source or source.startswith("imatrix file"):
             continue
         path = Path(source)
-        if source != DEMO and not path.is_file():
+        if (source == DEMO and demo_texts is None) or (source != DEMO and not path.is_file()):
             log(f"note: {name} was calibrated on {source}, which is not here: its overlap with the scored texts is unchecked")
             continue
         calibration = demo_texts() if source == DEMO else read_texts(path)
@@ -290,7 +292,7 @@ def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None
     jobs = [(REFERENCE, str(model.path), {"label": "fp16 reference", "format": "hf", "quant": "fp16",
                                           "file": str(model.weights), "bytes": model.weights.stat().st_size,
                                           "weight_bytes": 4 * model.n_params, "is_reference": True})]
-    check_calibration_overlap(artifacts, scored_texts(opts), log)
+    check_calibration_overlap(artifacts, scored_texts(opts), log, opts.demo_calibration)
     for name, e in artifacts:
         cal = e.get("calibration")
         jobs.append((name, str(folder / name), {"label": f"{e['format']} {e['quant']}{' (calibrated)' if cal else ''}",

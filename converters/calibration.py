@@ -41,12 +41,6 @@ def texts_sha256(texts: tuple[str, ...] | list[str]) -> str:
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
 
-def demo_texts() -> list[str]:
-    from slmkit.demo.calibration import CALIBRATION_FILE
-
-    return read_texts(CALIBRATION_FILE)
-
-
 def read_texts(path: Path) -> list[str]:
     """The non-empty lines of a calibration file; one clear error for an unreadable, binary or empty one."""
     path = Path(path)
@@ -66,21 +60,16 @@ def read_texts(path: Path) -> list[str]:
     return lines
 
 
-def evaluation_texts() -> set[str]:
-    """The demo evaluation files' texts (what bench scores the demo model on by default)."""
-    from slmkit.demo.dataset import EVAL_FILES, examples
-
-    return {e.text for split in EVAL_FILES for e in examples(split, 10**6)}
-
-
 def overlap(texts: list[str] | tuple[str, ...], scored: set[str]) -> list[str]:
     return [t for t in texts if t in scored]
 
 
-def load_calibration(spec: str, tokenizer: TextTokenizer) -> Calibration:
-    """``spec``: a file path or ``demo``; checked as the module says."""
-    texts = demo_texts() if spec == DEMO else read_texts(Path(spec))
-    shared = overlap(texts, evaluation_texts())
+def load_calibration(spec: str, tokenizer: TextTokenizer, demo: list[str], scored: set[str]) -> Calibration:
+    """``spec``: a file path or ``demo`` (``demo``: the demo model's calibration texts); ``scored``: texts quality
+    is measured on (the demo evaluation files' texts), which calibration must not share; checked as the module
+    says."""
+    texts = demo if spec == DEMO else read_texts(Path(spec))
+    shared = overlap(texts, scored)
     if shared:
         raise SlmkitError(f"{spec}: {len(shared)} calibration texts are also demo evaluation texts (first: "
                           f"{shared[0][:60]!r}); calibrate on texts the model is not evaluated on")

@@ -1,4 +1,5 @@
-"""ONNX precisions: fp32, fp16 weights, int8 (dynamic, MatMul + embedding Gather), int4 (MatMulNBits).
+"""ONNX precisions: fp32, fp16 weights, int8 (dynamic, MatMul + embedding Gather), int8w (weight-only 8-bit
+MatMulNBits, activations kept in float: Q8_0's fidelity), int4 (MatMulNBits).
 
 int4 keeps the output head at 8 bits by default (an int4 head is known to cause repetition) and records
 ``accuracy_level``: 4 computes with int8 activations (fastest on CPU, may flip near-tied greedy tokens),
@@ -18,7 +19,7 @@ from slmkit.errors import SlmkitError
 from slmkit.files import TMP_PREFIX, atomic_path, sha256_file
 from slmkit.model_folder import ModelFolder
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
+PRECISIONS = ("fp32", "fp16", "int8", "int8w", "int4")
 DEFAULT_PRECISIONS = ("int8", "int4")
 EMBEDDINGS = ("int8", "int4", "shared", "fp32")
 MAX_PROTO = 2_000_000_000  # protobuf's 2 GB limit: larger models keep their weights in DIR/<file>.data
@@ -117,6 +118,17 @@ def _int4(model, opts: Int4Options):
     return model
 
 
+def _int8_weights(model, block_size: int = 32):
+    """Every MatMul (the head too) as 8-bit symmetric blocks of ``block_size`` along its input axis, computed with
+    float activations (accuracy level 0): only the weights are rounded, as in a GGUF Q8_0."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=None,
+                             op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
+    q.process()
+    return q.model.model
+
+
 def _share_embedding_with_head(model) -> None:
     """Make the token-embedding GatherBlockQuantized read the 4-bit head's packed tensor (stored once).
 
@@ -169,6 +181,9 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
     if precision == "int8":
         model = _int8(model)
         settings.update(weights="int8 dynamic, per channel", embedding="int8")
+    elif precision == "int8w":
+        model = _int8(_int8_weights(model), ("Gather",))
+        settings.update(weights="int8 MatMulNBits, symmetric, float activations", block_size=32, embedding="int8")
     elif precision == "int4":
         opts = int4 or Int4Options()
         opts.check(folder)

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_EXTRAS = ("gguf", "onnx", "serve")
 TESTS = ["tests/test_runtime_contract.py", "tests/test_runtime_sequences.py", "tests/test_sampling.py",
-         "tests/test_serve.py"]
+         "tests/test_serve.py", "tests/test_serve_faults.py"]
 
 
 def lower_bounds(extras: tuple[str, ...] = RUNTIME_EXTRAS) -> dict[str, str]:

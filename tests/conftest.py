@@ -72,3 +72,14 @@ def demo_artifacts(tmp_path_factory) -> Path:
     quantize_ok(None, out, "--quant", "f16,q8_0,q4_k_m,q4_0")
     quantize_ok(None, out, "--format", "onnx", "--quant", "fp32,int8,int4")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory, tiny_demo) -> Path:
+    """The tiny demo-tokenizer model as a Q8_0 GGUF (the serve tests' artifact); the lower-bound job passes it
+    prebuilt in ``SLMKIT_TEST_ARTIFACTS`` (no torch there to quantize with)."""
+    if os.environ.get("SLMKIT_TEST_ARTIFACTS"):
+        return next(Path(os.environ["SLMKIT_TEST_ARTIFACTS"]).glob("*-Q8_0.gguf"))
+    out = tmp_path_factory.mktemp("tiny_gguf")
+    quantize_ok(tiny_demo, out, "--quant", "q8_0")
+    return next(out.glob("*.gguf"))

@@ -2,14 +2,14 @@
 both ways, the demo calibration split's disjointness, and every bad calibration input as one line."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from slmkit.cli import cli
-from slmkit.converters.calibration import MIN_TOKENS, evaluation_texts
+from slmkit.converters.calibration import MIN_TOKENS
+from slmkit.demo.calibration import calibration_texts as demo_texts, evaluation_texts
 from slmkit.converters.imatrix import ImportanceMatrix, compute_imatrix, read_imatrix, write_imatrix
 from slmkit.errors import SlmkitError
 
@@ -127,7 +127,6 @@ def test_calibrated_artifacts_record_their_calibration_and_files_go_both_ways(ti
 
 def test_the_demo_calibration_split_shares_nothing_with_the_evaluation_files():
     from slmkit.demo.calibration import evaluation_intents
-    from slmkit.converters.calibration import demo_texts
     from slmkit.demo.dataset import EVAL_FILES, examples
 
     texts = demo_texts()
@@ -227,8 +226,6 @@ def test_error_compensation_lowers_the_output_error_on_the_same_grid():
 
 
 def test_bench_names_calibrated_artifacts_and_refuses_their_calibration_texts(tiny_demo, tmp_path):
-    from slmkit.converters.calibration import demo_texts
-
     calib = tmp_path / "calib.txt"
     calib.write_text("\n".join(demo_texts()[:300]) + "\n")
     art = tmp_path / "art"
@@ -256,8 +253,6 @@ def test_max_kl_writes_the_smallest_mix_that_meets_the_budget_or_fails_naming_th
     import json
 
     from slmkit.synthetic import write_random_gpt2
-
-    from slmkit.converters.calibration import demo_texts
 
     folder = write_random_gpt2(tmp_path / "w256", n_embd=256, n_layer=1, n_head=4)
     calib = tmp_path / "calib.txt"

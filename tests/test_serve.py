@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from slmkit.benchmarks.serve_load import ServerProcess
 from slmkit.cli import cli
 from slmkit.metrics import log_softmax
-from tests.conftest import quantize_ok
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
@@ -33,15 +32,6 @@ class Server(ServerProcess):
 
     def request(self, *args, key: str | None = KEY, **kwargs) -> tuple[int, dict, dict | str]:
         return super().request(*args, key=key, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory, tiny_demo) -> Path:
-    if os.environ.get("SLMKIT_TEST_ARTIFACTS"):  # the lower-bound job: no torch to quantize with
-        return next(Path(os.environ["SLMKIT_TEST_ARTIFACTS"]).glob("*-Q8_0.gguf"))
-    out = tmp_path_factory.mktemp("serve_tiny")
-    quantize_ok(tiny_demo, out, "--quant", "q8_0")
-    return next(out.glob("*.gguf"))
 
 
 @pytest.fixture(scope="module")

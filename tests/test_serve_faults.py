@@ -14,7 +14,6 @@ busy server answered 503 first, and its context error told HTTP clients to pass 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -23,18 +22,8 @@ from pathlib import Path
 import pytest
 
 from devtools.serve_faults import FaultyServer, main as campaign
-from tests.conftest import quantize_ok
 
 pytest.importorskip("fastapi")
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory, tiny_demo) -> Path:
-    if os.environ.get("SLMKIT_TEST_ARTIFACTS"):  # the lower-bound job: no torch to quantize with
-        return next(Path(os.environ["SLMKIT_TEST_ARTIFACTS"]).glob("*-Q8_0.gguf"))
-    out = tmp_path_factory.mktemp("serve_faults")
-    quantize_ok(tiny_demo, out, "--quant", "q8_0")
-    return next(out.glob("*.gguf"))
 
 
 def served(artifact: Path, *args: str) -> FaultyServer:

@@ -174,7 +174,11 @@ def importance_of(fmts: list[str], gguf_quants: list[str], folder: "ModelFolder"
                               "--calibration FILE (or demo) or --imatrix FILE")
         return Importance()
     if calibration is not None:
-        return Importance(calibration=load_calibration(calibration, TextTokenizer.from_folder(folder.path)),
+        from slmkit.demo.calibration import calibration_texts, evaluation_texts
+
+        demo = calibration_texts() if calibration == "demo" else []
+        return Importance(calibration=load_calibration(calibration, TextTokenizer.from_folder(folder.path), demo,
+                                                       evaluation_texts()),
                           out=Path(imatrix_out) if imatrix_out else None)
     return Importance(matrix=read_imatrix(Path(imatrix_file)), file=Path(imatrix_file))
 
@@ -378,9 +382,11 @@ def bench(target: str | None, device: str, formats: tuple[str, ...], quant: str 
     from slmkit.converters.formats import parse_formats
 
     fmts = tuple(parse_formats(formats))
+    from slmkit.demo.calibration import calibration_texts
+
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
                         workload=bench_workload(texts_file, quick, prompts_file, template), scorer=scorer, threads=threads,
-                        reps=reps, verify=not no_verify, model=model)
+                        reps=reps, verify=not no_verify, model=model, demo_calibration=calibration_texts)
 
     def progress(items, label):
         items = list(items)

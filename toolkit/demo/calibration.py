@@ -19,6 +19,18 @@ CALIBRATION_SEED = 2468  # neither the training seed (1234) nor the evaluation s
 CALIBRATION_GENERATOR = 15  # the data the shipped model (v15) was last trained on
 
 
+def calibration_texts() -> list[str]:
+    """The shipped calibration split."""
+    from slmkit.converters.calibration import read_texts
+
+    return read_texts(CALIBRATION_FILE)
+
+
+def evaluation_texts() -> set[str]:
+    """The shipped evaluation files' texts (what bench scores the demo model on by default)."""
+    return {e.text for split in EVAL_FILES for e in examples(split, 10**6)}
+
+
 def evaluation_intents() -> set[str]:
     """Every intent of the shipped evaluation files, case-folded."""
     return {e.intent.casefold() for split in EVAL_FILES for e in examples(split, 10**6)}
