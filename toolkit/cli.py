@@ -66,7 +66,7 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
               help="Artifact format(s): gguf, onnx, or both ('gguf,onnx' or the option twice).")
 @click.option("--quant", default=None, help="Comma-separated types of the chosen formats, or 'all'. gguf: f32,f16,"
               "q8_0,q6_k,q5_k_m,q4_k_m,q4_k_s,q4_0,iq4_xs,iq4_nl,q3_k_m,q3_k_s,q2_k, and with an importance matrix "
-              "iq3_xxs,q2_k_s (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int4 (default int8,int4).")
+              "iq3_xxs,q2_k_s (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int8w,int4 (default int8,int4).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Artifact folder (default: out/<model name>); bench names the same folder --artifacts.")
 @click.option("--embedding-type", default=None,
