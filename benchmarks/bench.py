@@ -255,7 +255,7 @@ def check_calibration_overlap(artifacts: list[tuple[str, dict]], texts: list[str
                               demo_texts: Callable[[], list[str]] | None) -> None:
     """Refuse, in one line, to score calibrated artifacts on texts they were calibrated on; say so when a
     calibration file is no longer there to compare with."""
-    from slmkit.converters.calibration import DEMO, read_texts, texts_sha256
+    from slmkit.converters.calibration import DEMO, overlap, read_texts, texts_sha256
 
     scored = set(texts)
     for name, e in artifacts:
@@ -271,7 +271,7 @@ def check_calibration_overlap(artifacts: list[tuple[str, dict]], texts: list[str
         if source != DEMO and texts_sha256(calibration) != cal.get("sha256"):
             log(f"note: {source} changed since {name} was calibrated on it: its overlap with the scored texts is unchecked")
             continue
-        shared = [t for t in calibration if t.strip() in scored or t in scored]
+        shared = overlap(calibration, scored)
         if shared:
             raise SlmkitError(f"{name} was calibrated on {len(shared)} of the texts bench would score (first: "
                               f"{shared[0][:50]!r}): score on other texts (--texts FILE)")

@@ -94,14 +94,10 @@ class HeldOut:
 
 def uniform_file(source: Path, dest: Path, kind: str, threads: int, imatrix: Any, hessians: dict) -> None:
     """Every weight tensor of ``source`` at ``kind``, as the artifact would quantize it."""
-    from slmkit.converters.gguf_quantize import quantize_gguf
-    from slmkit.converters.gptq import compensate
     from slmkit.gguf_file import open_gguf
 
     names = [n for n in open_gguf(source).row_lengths if n != "position_embd.weight"]
-    quantize_gguf(source, dest, "q4_k_m", threads, kind if kind != "q3_k" else None, imatrix=imatrix,
-                  tensor_types={n: kind for n in names})
-    compensate(source, dest, hessians)
+    build(source, dest, {n: kind for n in names}, threads, imatrix, hessians)
 
 
 def dequantized(path: Path) -> dict[str, np.ndarray]:
@@ -153,13 +149,14 @@ def choose(kl: dict[tuple[str, str], float], sizes: dict[str, int], budget: floa
     return Recipe({n: LADDER[k] for n, k in level.items()}, total)
 
 
-def build(source: Path, dest: Path, recipe: Recipe, threads: int, imatrix: Any, hessians: dict) -> None:
+def build(source: Path, dest: Path, types: dict[str, str], threads: int, imatrix: Any, hessians: dict) -> None:
+    """The artifact with ``types`` (tensor -> ggml type), importance-weighted and compensated."""
     from slmkit.converters.gguf_quantize import quantize_gguf
     from slmkit.converters.gptq import compensate
 
-    embd = recipe.types.get("token_embd.weight")
+    embd = types.get("token_embd.weight")
     quantize_gguf(source, dest, "q4_k_m", threads, embd if embd != "q3_k" else None, imatrix=imatrix,
-                  tensor_types=recipe.types)
+                  tensor_types=types)
     compensate(source, dest, hessians)
 
 
@@ -167,15 +164,15 @@ def measured_kl(path: Path, held: HeldOut, threads: int) -> float:
     """Mean KL of an artifact on the held-out texts, run by llama.cpp, against the reference's logits."""
     from slmkit.runtimes.llamacpp import LlamaCppRuntime
 
+    from slmkit.metrics import kl_divergence, log_softmax
+
     base = held.base.numpy()
     total, count = 0.0, 0
     with LlamaCppRuntime(path, threads=threads or None) as rt:
         for k, ids in enumerate(held.ids):
-            logits = rt.score(ids)[:-1].astype(np.float64)
-            lp = logits - logits.max(-1, keepdims=True)
-            lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
-            ref = base[k, : len(ids) - 1]
-            total += float(np.maximum((np.exp(ref) * (ref - lp[:, : ref.shape[1]])).sum(-1), 0).sum())
+            ref = base[k, : len(ids) - 1].astype(np.float64)
+            lp = log_softmax(rt.score(ids)[:-1, : ref.shape[1]])
+            total += float(kl_divergence(ref, lp).sum())
             count += len(ids) - 1
     return total / count
 
@@ -192,7 +189,7 @@ def quantize_to_budget(source: Path, dest: Path, max_kl: float, reference: Any, 
     budget = max_kl
     for attempt in range(TRIES):
         recipe = choose(kl, sizes, budget)
-        build(source, dest, recipe, threads, imatrix, hessians)
+        build(source, dest, recipe.types, threads, imatrix, hessians)
         recipe.measured_kl = measured_kl(dest, held, threads)
         log(f"--max-kl {max_kl:g}: try {attempt + 1}: predicted {recipe.predicted_kl:.5f}, measured "
             f"{recipe.measured_kl:.5f} on held-out texts")
@@ -202,5 +199,6 @@ def quantize_to_budget(source: Path, dest: Path, max_kl: float, reference: Any, 
             break
         budget *= 0.9 * max_kl / recipe.measured_kl
     dest.unlink(missing_ok=True)
+    largest = all(t == LADDER[-1] for t in recipe.types.values())
     raise SlmkitError(f"--max-kl {max_kl:g} was not met: the best artifact measured mean KL {recipe.measured_kl:.5f} "
-                      f"on held-out texts{' with every tensor at ' + LADDER[-1] if budget == max_kl or all(t == LADDER[-1] for t in recipe.types.values()) else ''}")
+                      f"on held-out texts{' with every tensor at ' + LADDER[-1] if largest else ''}")

@@ -56,6 +56,12 @@ class Q4K:
         return Grid(scale, offset, Q4K.sub, Q4K.qmax)
 
     @staticmethod
+    def codes(raw: np.ndarray) -> np.ndarray:
+        rows = raw.shape[0]
+        b = raw.reshape(rows, -1, Q4K.size)[..., 16:].reshape(rows, -1, 4, 32)
+        return np.stack([b & 0xF, b >> 4], axis=3).reshape(rows, -1).astype(np.int32)
+
+    @staticmethod
     def pack(raw: np.ndarray, codes: np.ndarray) -> np.ndarray:
         rows = codes.shape[0]
         b = raw.reshape(rows, -1, Q4K.size).copy()
@@ -73,6 +79,12 @@ class Q40:
         b = raw.reshape(rows, -1, Q40.size)
         d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
         return Grid(d, 8 * d, Q40.sub, Q40.qmax)
+
+    @staticmethod
+    def codes(raw: np.ndarray) -> np.ndarray:
+        rows = raw.shape[0]
+        b = raw.reshape(rows, -1, Q40.size)[..., 2:]
+        return np.concatenate([b & 0xF, b >> 4], axis=-1).reshape(rows, -1).astype(np.int32)
 
     @staticmethod
     def pack(raw: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -196,8 +208,8 @@ def output_error(weight: np.ndarray, values: np.ndarray, hessian: np.ndarray) ->
 def compensate(source: Path, quantized: Path, hessians: dict[str, np.ndarray],
                log: Callable[[str], None] = lambda _: None) -> dict[str, float]:
     """Rewrite ``quantized`` (llama.cpp's importance-weighted file of the f16/f32 GGUF ``source``) with GPTQ codes for
-    every Q4_K / Q4_0 matrix that has a Hessian, on llama.cpp's own scales; a matrix keeps llama.cpp's codes where
-    they give the smaller output error. Atomic. Returns tensor -> output error after / before."""
+    every matrix in one of :data:`FORMATS` that has a Hessian, on llama.cpp's own scales; a matrix keeps llama.cpp's
+    codes where they give the smaller output error. Atomic. Returns tensor -> output error after / before."""
     import gguf
 
     src = {t.name: t for t in gguf.GGUFReader(str(source)).tensors}
@@ -214,29 +226,19 @@ def compensate(source: Path, quantized: Path, hessians: dict[str, np.ndarray],
         grid = fmt.grid(raw, rows)
         h = hessians[t.name]
         codes = gptq_codes(weight, h, grid)
-        before = output_error(weight, dequantize(grid, codes_of(raw, fmt)), h)
+        before = output_error(weight, dequantize(grid, fmt.codes(raw)), h)
         after = output_error(weight, dequantize(grid, codes), h)
         ratios[t.name] = after / before if before > 0 else 1.0
         if after < before:
             changes.append((t.data_offset, fmt.pack(raw, codes).tobytes()))
-    with atomic_path(quantized) as tmp:
-        shutil.copyfile(quantized, tmp)
-        with open(tmp, "r+b") as f:
-            for offset, data in changes:
-                f.seek(offset)
-                f.write(data)
+    if changes:
+        with atomic_path(quantized) as tmp:
+            shutil.copyfile(quantized, tmp)
+            with open(tmp, "r+b") as f:
+                for offset, data in changes:
+                    f.seek(offset)
+                    f.write(data)
     log(f"error compensation: {len(changes)} of {len(ratios)} matrices improved, output error x"
         f"{np.mean(list(ratios.values())) if ratios else 1:.2f} on average")
     return ratios
 
-
-def codes_of(raw: np.ndarray, fmt: type) -> np.ndarray:
-    """The codes a block-format tensor holds (unpacked, 0..qmax)."""
-    rows = raw.shape[0]
-    if hasattr(fmt, "codes"):
-        return fmt.codes(raw)
-    if fmt is Q4K:
-        b = raw.reshape(rows, -1, Q4K.size)[..., 16:].reshape(rows, -1, 4, 32)
-        return np.stack([b & 0xF, b >> 4], axis=3).reshape(rows, -1).astype(np.int32)
-    b = raw.reshape(rows, -1, Q40.size)[..., 2:]
-    return np.concatenate([b & 0xF, b >> 4], axis=-1).reshape(rows, -1).astype(np.int32)

@@ -79,6 +79,10 @@ def failure(e: BaseException) -> ServerError:
     return ServerError(500, f"generation failed: {type(e).__name__}: {first_line(e)}", "server_error")
 
 
+def unavailable(reason: str) -> ServerError:
+    return ServerError(503, f"the server cannot generate: {reason}", "server_error", "unavailable")
+
+
 def timeout_error(job: Job) -> ServerError:
     return ServerError(504, f"the request did not finish within {job.timeout:g} s", "timeout_error", "timeout")
 
@@ -134,7 +138,7 @@ class Engine:
                 raise ServerError(503, *SHUTTING_DOWN)
             broken = self.broken
             if broken:
-                raise ServerError(503, f"the server cannot generate: {broken}", "server_error", "unavailable")
+                raise unavailable(broken)
             if self._queued() >= self.max_queue and len(self._waiting) >= self._free:
                 raise ServerError(503, f"the server is busy ({self.parallel - self._free} of {self.parallel} slots "
                                        f"in use, {self._queued()} requests queued); retry later", "server_error",
@@ -174,8 +178,7 @@ class Engine:
             with self._cond:
                 left = self._running + list(self._waiting)
                 self._running, self._waiting = [], deque()
-            error = ServerError(503, *SHUTTING_DOWN) if self._stopping else \
-                ServerError(503, f"the server cannot generate: {self.broken}", "server_error", "unavailable")
+            error = ServerError(503, *SHUTTING_DOWN) if self._stopping else unavailable(self.broken)
             for job in left:
                 job.emit(Event(error=error))
             try:
@@ -244,9 +247,7 @@ class Engine:
         except StepError as e:  # a backend failure: a clean error for the requests it touched; the rest go on
             error = failure(e.cause)
             for job in {id(owner[h]): owner[h] for h in e.handles if h in owner}.values():
-                for h in e.handles:
-                    job.running.pop(h, None)
-                self._fail(batch, job, error)
+                self._fail(batch, job, error)  # its handles the step dropped are a no-op to remove again
             return
         for handle, chunk in results:
             job = owner[handle]
@@ -255,6 +256,7 @@ class Engine:
             job.emit(Event(index=index, chunk=chunk))
             if chunk.finish is not None:
                 del job.running[handle]
+
     def _observe(self, job: Job, index: int, chunk: Chunk) -> None:
         """Token counts and latencies: time to the request's first token, then time per token."""
         now = time.monotonic()

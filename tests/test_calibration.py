@@ -196,7 +196,7 @@ def test_block_codecs_read_and_write_llama_cpps_bytes_exactly(tmp_path):
             if fmt is None:
                 continue
             raw = np.asarray(t.data)
-            grid, codes = fmt.grid(raw, raw.shape[0]), gptq.codes_of(raw, fmt)
+            grid, codes = fmt.grid(raw, raw.shape[0]), fmt.codes(raw)
             assert 0 <= codes.min() and codes.max() <= fmt.qmax
             assert np.array_equal(fmt.pack(raw, codes), raw), t.name
             np.testing.assert_allclose(gptq.dequantize(grid, codes), quants.dequantize(raw, t.tensor_type), rtol=0,
