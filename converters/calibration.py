@@ -9,11 +9,19 @@ token count with every calibrated artifact, so ``slmkit bench`` can refuse to sc
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slmkit.errors import SlmkitError
+from slmkit.files import sha256_file
 from slmkit.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from slmkit.converters.imatrix import ImportanceMatrix
+    from slmkit.model_folder import ModelFolder
 
 DEMO = "demo"
 MIN_TOKENS = 1000  # fewer give importance estimates dominated by a few texts
@@ -77,3 +85,46 @@ def load_calibration(spec: str, tokenizer: TextTokenizer, demo: list[str], score
     if tokens < MIN_TOKENS:
         raise SlmkitError(f"{spec}: the calibration texts hold {tokens} tokens; at least {MIN_TOKENS} are needed")
     return Calibration(tuple(texts), DEMO if spec == DEMO else str(spec), texts_sha256(texts), tokens)
+
+
+@dataclass
+class Importance:
+    """Where a run's importance matrix comes from: calibration texts (computed here, with the inputs' full second
+    moments for error compensation), or a file (``matrix`` read from ``file``, GGUF only); ``out``: where to write
+    the one computed. ``method`` (GGUF): "gptq" also rounds Q4_K / Q4_0 / Q6_K / Q8_0 matrices with error
+    compensation (:mod:`slmkit.converters.gptq`), "imatrix" only weighs llama.cpp's rounding. ONNX artifacts are
+    calibrated by error compensation (:mod:`slmkit.converters.onnx_gptq`)."""
+    calibration: Calibration | None = None
+    matrix: "ImportanceMatrix | None" = None
+    file: Path | None = None
+    out: Path | None = None
+    method: str = "gptq"
+    max_kl: tuple[float, ...] = ()       # quality budgets: one mixed-precision artifact each
+    held_out: tuple[str, ...] = ()       # calibration texts kept out of the matrix, to measure KL on
+
+    def record(self, fmt: str) -> dict | None:
+        """The manifest's ``calibration`` of each ``fmt`` artifact quantized with it (None: round-to-nearest)."""
+        if self.calibration is not None:
+            method = "gptq" if fmt == "onnx" else "imatrix+gptq" if self.method == "gptq" else "imatrix"
+            return {"method": method, **self.calibration.record()}
+        if self.file is not None and fmt == "gguf":
+            return {"method": "imatrix", "source": f"imatrix file {self.file}", "sha256": sha256_file(self.file),
+                    "datasets": self.matrix.datasets, "chunks": self.matrix.chunk_count}
+        return None
+
+    def ensure_matrix(self, folder: "ModelFolder", threads: int, log: Callable[[str], None], *,
+                      hessians: bool | None = None) -> "ImportanceMatrix":
+        """The importance matrix of the fp16 reference on the calibration texts, computed once per run (with the
+        second moments when ``hessians``, by default when the method is gptq)."""
+        from slmkit.converters.imatrix import compute_imatrix
+        from slmkit.runtimes.reference import ReferenceRuntime
+
+        need = self.method == "gptq" if hessians is None else hessians
+        if self.matrix is not None and (self.matrix.hessians or not need):
+            return self.matrix
+        t0 = time.time()
+        with ReferenceRuntime(folder, threads=threads or None) as ref:
+            self.matrix = compute_imatrix(ref, self.calibration.texts, [self.calibration.source], hessians=need)
+        log(f"importance matrix: {len(self.matrix.sums)} tensors from {self.calibration.tokens} tokens of "
+            f"{self.calibration.source} ({time.time() - t0:.1f}s)")
+        return self.matrix

@@ -7,48 +7,22 @@ given (or take one from a file), then quantize each requested type from it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from slmkit.converters.checks import fidelity, finite_logits, require, tokenizer_parity, transformers_encoder
-from slmkit.converters.calibration import Calibration
+from slmkit.converters.calibration import Importance
 from slmkit.converters.gguf_quantize import quantize_gguf, read_result
 from slmkit.converters.gptq import compensate
-from slmkit.converters.imatrix import ImportanceMatrix, compute_imatrix, write_imatrix
+from slmkit.converters.imatrix import write_imatrix
 from slmkit.converters.gguf_writer import write_gguf
 from slmkit.converters.output import Conversion, artifact_entry
-from slmkit.files import sha256_file
 from slmkit.manifest import update_manifest
 from slmkit.model_folder import ModelFolder
 
 
 def artifact_name(folder: ModelFolder, quant: str) -> str:
     return f"{folder.name}-{quant.upper()}.gguf"
-
-
-@dataclass
-class Importance:
-    """Where a run's importance matrix comes from: calibration texts (computed here), or a file (``matrix``
-    read from ``file``); ``out``: where to write the one computed. ``method``: with calibration texts, "gptq"
-    also rounds Q4_K / Q4_0 / Q6_K / Q8_0 matrices with error compensation (:mod:`slmkit.converters.gptq`),
-    "imatrix" only weighs llama.cpp's rounding."""
-    calibration: Calibration | None = None
-    matrix: ImportanceMatrix | None = None
-    file: Path | None = None
-    out: Path | None = None
-    method: str = "gptq"
-    max_kl: tuple[float, ...] = ()       # quality budgets: one mixed-precision artifact each
-    held_out: tuple[str, ...] = ()       # calibration texts kept out of the matrix, to measure KL on
-
-    def record(self) -> dict | None:
-        """The manifest's ``calibration`` of each artifact quantized with it (None: round-to-nearest)."""
-        if self.calibration is not None:
-            return {"method": "imatrix+gptq" if self.method == "gptq" else "imatrix", **self.calibration.record()}
-        if self.file is not None:
-            return {"method": "imatrix", "source": f"imatrix file {self.file}", "sha256": sha256_file(self.file),
-                    "datasets": self.matrix.datasets, "chunks": self.matrix.chunk_count}
-        return None
 
 
 def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int = 0,
@@ -72,7 +46,7 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
         if run.keep:
             run.landing.record(f16, f16_entry)
         if importance.calibration is not None and (importance.max_kl or any(q not in ("f16", "f32") for q in quants)):
-            importance.matrix = calibrate(folder, importance.calibration, threads, log, importance.method == "gptq")
+            importance.ensure_matrix(folder, threads, log)
             if importance.out is not None:
                 write_imatrix(importance.matrix, importance.out)
                 log(f"wrote the importance matrix to {importance.out} (llama.cpp's imatrix format)")
@@ -104,26 +78,12 @@ def quantize_budgets(folder: ModelFolder, run: Conversion, threads: int, texts: 
                 check = finite_logits(rt, texts[:4])
             require("finite_logits", check, dest.name)
             summary = {**result.summary(), "fallbacks": {}}
-            run.landing.record(dest, artifact_entry(dest, "gguf", f"kl{x:g}", t0, **summary, calibration=importance.record(),
+            run.landing.record(dest, artifact_entry(dest, "gguf", f"kl{x:g}", t0, **summary, calibration=importance.record("gguf"),
                                                     budget={"max_kl": x, "held_out_texts": len(importance.held_out),
                                                             **recipe.summary()}, checks={"finite_logits": check}))
             log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {result.bits_per_weight:.2f} bits/weight, "
                 f"held-out mean KL {recipe.measured_kl:.5f} <= {x:g}; types {recipe.summary()['type_counts']}, "
                 f"{time.time() - t0:.1f}s)")
-
-
-def calibrate(folder: ModelFolder, calibration: Calibration, threads: int, log: Callable[[str], None],
-              hessians: bool) -> ImportanceMatrix:
-    """The importance matrix of the fp16 reference on the calibration texts (and the inputs' full second
-    moments, for error compensation)."""
-    from slmkit.runtimes.reference import ReferenceRuntime
-
-    t0 = time.time()
-    with ReferenceRuntime(folder, threads=threads or None) as ref:
-        matrix = compute_imatrix(ref, calibration.texts, [calibration.source], hessians=hessians)
-    log(f"importance matrix: {len(matrix.sums)} tensors from {calibration.tokens} tokens of {calibration.source} "
-        f"({time.time() - t0:.1f}s)")
-    return matrix
 
 
 def check_source(folder: ModelFolder, source: Path, label: str, texts: list[str], threads: int) -> dict:
@@ -161,7 +121,7 @@ def quantize_one(folder: ModelFolder, run: Conversion, quant: str, threads: int,
     with LlamaCppRuntime(dest, threads=threads or None) as rt:
         check = finite_logits(rt, texts[:4])
     require("finite_logits", check, dest.name)
-    calibrated = importance.record() if quant not in ("f16", "f32") else None
+    calibrated = importance.record("gguf") if quant not in ("f16", "f32") else None
     run.landing.record(dest, artifact_entry(dest, "gguf", quant, t0, **result.summary(), calibration=calibrated,
                                             checks={"finite_logits": check}))
     log(f"wrote {dest.name} ({dest.stat().st_size / 2**20:.1f} MiB, {result.bits_per_weight:.2f} bits/weight, "

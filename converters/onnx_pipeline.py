@@ -1,8 +1,8 @@
-"""GPT-2 folder → checked ONNX artifacts (fp32 / fp16 / int8 / int4), tokenizer and manifest in one folder.
+"""GPT-2 folder → checked ONNX artifacts (fp32 / fp16 / int8 / int8dyn / int4), tokenizer and manifest in one folder.
 
 The fp32 graph is checked first (onnx.checker; logits match the fp16 reference; cached decoding equals
 a full forward pass), then each requested precision is written and checked with onnx.checker and the
-cache test.
+cache test. With calibration texts, int8 and int4 are error-compensated on the fp16 reference's inputs.
 """
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from slmkit.converters.calibration import Importance
 from slmkit.converters.checks import (cache_consistency, fidelity, onnx_checker, require,
                                       tokenizer_parity, transformers_encoder)
 from slmkit.converters.onnx_genai import GENAI_CONFIG, write_genai_config
-from slmkit.converters.onnx_quantize import Int4Options, write_precision
+from slmkit.converters.onnx_quantize import CALIBRATED, Int4Options, write_precision
 from slmkit.converters.output import Conversion, artifact_entry
 from slmkit.manifest import read_manifest, update_manifest
 from slmkit.model_folder import ModelFolder
@@ -25,10 +26,11 @@ def artifact_name(folder: ModelFolder, precision: str) -> str:
 
 def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads: int = 0,
                  int4: Int4Options | None = None, log: Callable[[str], None] = print, *,
-                 texts: Sequence[str]) -> dict:
+                 texts: Sequence[str], importance: Importance | None = None) -> dict:
     """Write and check every precision (logits against the fp16 reference on ``texts``); returns the
-    updated manifest."""
+    updated manifest. ``importance`` with calibration texts: int8 and int4 are error-compensated."""
     texts = list(texts)
+    importance = importance or Importance()
     if int4 is not None and "int4" in precisions:
         int4.check(folder)  # before anything is written
     fp32 = out / artifact_name(folder, "fp32")
@@ -43,9 +45,12 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
             f"forward (max |Δ| {checks['cache_fp32']['max_abs_diff']:.1e})")
         if run.keep:
             record(folder, run, fp32, "fp32", settings, t0, log)
+        calibrated = importance.calibration is not None and bool(set(precisions) & set(CALIBRATED))
+        hessians = importance.ensure_matrix(folder, threads, log, hessians=True).hessians if calibrated else None
         for precision in precisions:
             if precision != "fp32":
-                write_one(folder, run, precision, int4, texts, threads, log)
+                write_one(folder, run, precision, int4, texts, threads, log,
+                          importance if precision in CALIBRATED else None, hessians)
     # every ONNX artifact the folder holds now (earlier runs' too), not only this run's
     listed = read_manifest(out).get("artifacts", {})
     target = write_genai_config(folder, out, {e["quant"]: name for name, e in listed.items()
@@ -76,21 +81,27 @@ def check_source(folder: ModelFolder, source: Path, label: str, texts: list[str]
 
 
 def write_one(folder: ModelFolder, run: Conversion, precision: str, int4: Int4Options | None, texts: list[str],
-              threads: int, log: Callable[[str], None]) -> None:
-    """One precision written, checked (onnx.checker, cached decode equals full forward), landed, recorded."""
+              threads: int, log: Callable[[str], None], importance: Importance | None = None,
+              hessians: dict | None = None) -> None:
+    """One precision written (error-compensated with ``hessians``), checked (onnx.checker, cached decode equals
+    full forward), landed, recorded."""
     from slmkit.runtimes.onnxrt import OnnxRuntime
 
     t0 = time.time()
     dest = run.out / artifact_name(folder, precision)
-    settings = write_precision(folder, precision, dest, int4)
+    settings = write_precision(folder, precision, dest, int4, hessians)
+    if "compensation" in settings:
+        c = settings["compensation"]
+        log(f"{dest.name}: error compensation on {c['matrices']} matrices, output error x{c['output_error_ratio']:.2f}")
     run.landing.placed(dest)
     checker = onnx_checker(dest)
     require("onnx_checker", checker, dest.name)
     with OnnxRuntime(dest, threads=threads or None, checked=True) as rt:
         cache = cache_consistency(rt, texts[:4], quantized=precision.startswith("int"))
     require("cache_consistency", cache, dest.name)
-    record(folder, run, dest, precision, {**settings, "checks": {"onnx_checker": checker, "cache_consistency": cache}},
-           t0, log)
+    calibration = importance.record("onnx") if importance is not None and hessians else None
+    record(folder, run, dest, precision, {**settings, "calibration": calibration,
+                                          "checks": {"onnx_checker": checker, "cache_consistency": cache}}, t0, log)
 
 
 def record(folder: ModelFolder, run: Conversion, path: Path, precision: str, settings: dict, t0: float,

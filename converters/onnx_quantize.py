@@ -1,6 +1,11 @@
-"""ONNX precisions: fp32, fp16 weights, int8 (dynamic, MatMul + embedding Gather), int8w (8-bit MatMulNBits blocks,
-activations quantized per 32-value block as it computes: 3.5x closer to the reference than int8 at 0.93x its
-decode speed on the demo), int4 (MatMulNBits).
+"""ONNX precisions: fp32, fp16 weights, int8 (8-bit MatMulNBits blocks), int8dyn (onnxruntime's dynamic int8,
+MatMul and embedding Gather), int4 (MatMulNBits).
+
+int8 and int4 store every MatMul as symmetric blocks of 32 values along its input axis and compute with int8
+activations per block (accuracy level 4); the embedding tables are int8 blocks of 32 with a float scale each,
+dequantized after the lookup. On the demo int8 measured KL 0.00013 where int8dyn (activations quantized per
+tensor, embeddings per tensor) measured 0.00083, at 0.95-0.99x its decode speed (RESULTS.md). With calibration
+texts, both are error-compensated (:mod:`slmkit.converters.onnx_gptq`).
 
 int4 keeps the output head at 8 bits by default (an int4 head is known to cause repetition) and records
 ``accuracy_level``: 4 computes with int8 activations (fastest on CPU, may flip near-tied greedy tokens),
@@ -20,8 +25,9 @@ from slmkit.errors import SlmkitError
 from slmkit.files import TMP_PREFIX, atomic_path, sha256_file
 from slmkit.model_folder import ModelFolder
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8w", "int4")
+PRECISIONS = ("fp32", "fp16", "int8", "int8dyn", "int4")
 DEFAULT_PRECISIONS = ("int8", "int4")
+CALIBRATED = ("int8", "int4")  # what calibration texts change (error compensation of MatMulNBits)
 EMBEDDINGS = ("int8", "int4", "shared", "fp32")
 MAX_PROTO = 2_000_000_000  # protobuf's 2 GB limit: larger models keep their weights in DIR/<file>.data
 
@@ -121,14 +127,52 @@ def _int4(model, opts: Int4Options):
 
 def _int8_weights(model, block_size: int = 32):
     """Every MatMul (the head too) as 8-bit symmetric blocks of ``block_size`` along its input axis, computed with
-    int8 activations per block (accuracy level 4). With float activations (level 0 or 1) the demo's KL fell further
-    (0.00014 against 0.00024) but onnxruntime 1.32 has no fast kernel for it: 18x slower decode (RESULTS.md)."""
+    int8 activations per block (accuracy level 4): float activations (level 0 or 1) have no fast kernel in
+    onnxruntime 1.32 (18x slower decode on the demo, RESULTS.md)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4,
                              op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
     q.process()
     return q.model.model
+
+
+def _int8_embeddings(model, block: int = 32) -> None:
+    """Each float embedding table (every Gather reading an initializer) as int8 blocks of ``block`` values along the
+    hidden axis, one float scale per block, dequantized after the lookup (standard ops: Gather, Cast, Mul). Per-tensor
+    int8 (quantize_dynamic's Gather) cost the demo most of its 8-bit drift: KL 0.00022 against 0.00010 for fp32
+    tables with the same MatMuls (RESULTS.md)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    for node in [n for n in g.node if n.op_type == "Gather" and n.input[0] in inits]:
+        table = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
+        if table.ndim != 2 or table.shape[1] % block:
+            continue
+        rows, width = table.shape
+        blocks = table.reshape(rows, width // block, block)
+        scale = np.abs(blocks).max(axis=2, keepdims=True) / 127.0
+        codes = np.rint(blocks / np.where(scale == 0, 1, scale)).clip(-127, 127).astype(np.int8)
+        base = node.input[0]
+        g.initializer.remove(inits[base])
+        g.initializer.extend([numpy_helper.from_array(codes.reshape(rows, width), f"{base}_int8"),
+                              numpy_helper.from_array(scale.astype(np.float32), f"{base}_block_scales"),
+                              numpy_helper.from_array(np.array([0, 0, width // block, block], np.int64),
+                                                      f"{base}_block_shape"),
+                              numpy_helper.from_array(np.array([0, 0, width], np.int64), f"{base}_row_shape")])
+        out, ids = node.output[0], node.input[1]
+        new = [helper.make_node("Gather", [f"{base}_int8", ids], [f"{base}_codes"], name=f"{base}_GatherCodes"),
+               helper.make_node("Gather", [f"{base}_block_scales", ids], [f"{base}_scales"], name=f"{base}_GatherScales"),
+               helper.make_node("Cast", [f"{base}_codes"], [f"{base}_codes_f"], name=f"{base}_Cast", to=TensorProto.FLOAT),
+               helper.make_node("Reshape", [f"{base}_codes_f", f"{base}_block_shape"], [f"{base}_blocks"],
+                                name=f"{base}_Blocks"),
+               helper.make_node("Mul", [f"{base}_blocks", f"{base}_scales"], [f"{base}_values"], name=f"{base}_Scale"),
+               helper.make_node("Reshape", [f"{base}_values", f"{base}_row_shape"], [out], name=f"{base}_Rows")]
+        index = list(g.node).index(node)
+        g.node.remove(node)
+        for offset, n in enumerate(new):
+            g.node.insert(index + offset, n)
 
 
 def _share_embedding_with_head(model) -> None:
@@ -167,35 +211,43 @@ def _share_embedding_with_head(model) -> None:
         g.initializer.remove(init)
 
 
-def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4Options | None = None) -> dict:
-    """Build the graph, quantize it to ``precision`` and write ``dest`` atomically; returns its settings."""
+def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4Options | None = None,
+                    hessians: dict[str, np.ndarray] | None = None) -> dict:
+    """Build the graph, quantize it to ``precision`` and write ``dest`` atomically; returns its settings.
+    ``hessians`` (the calibration inputs' second moments, by GGUF tensor name): error-compensate int8 and int4."""
     from slmkit.converters.onnx_graph import build_gpt2, set_metadata
+    from slmkit.converters.onnx_gptq import by_weight_name, compensate_graph, float_matmul_weights
 
     logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
     if precision not in PRECISIONS:
         raise SlmkitError(f"unknown ONNX precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     settings: dict = {"precision": precision}
+    model = build_gpt2(folder, np.float16 if precision == "fp16" else np.float32)
+    weights = float_matmul_weights(model) if hessians and precision in ("int8", "int4") else {}
     if precision == "fp16":
-        model = build_gpt2(folder, np.float16)
         settings["weights"] = "fp16 stored, fp32 compute"
-    else:
-        model = build_gpt2(folder, np.float32)
-    if precision == "int8":
+    elif precision == "int8dyn":
         model = _int8(model)
-        settings.update(weights="int8 dynamic, per channel", embedding="int8")
-    elif precision == "int8w":
-        model = _int8(_int8_weights(model), ("Gather",))
-        settings.update(weights="int8 MatMulNBits, symmetric", block_size=32, accuracy_level=4, embedding="int8")
+        settings.update(weights="int8 dynamic, per channel", embedding="int8 per tensor")
+    elif precision == "int8":
+        model = _int8_weights(model)
+        settings.update(weights="int8 MatMulNBits, symmetric", block_size=32, accuracy_level=4, embedding="int8 blocks")
     elif precision == "int4":
         opts = int4 or Int4Options()
         opts.check(folder)
         model = _int4(model, opts)
-        if opts.embedding == "int8":
-            model = _int8(model, ("Gather",))
-        elif opts.embedding == "shared":
-            _share_embedding_with_head(model)
         settings.update(weights="int4 MatMulNBits, symmetric", block_size=opts.block_size,
-                        accuracy_level=opts.accuracy_level, head_bits=opts.head_bits, embedding=opts.embedding)
+                        accuracy_level=opts.accuracy_level, head_bits=opts.head_bits,
+                        embedding="int8 blocks" if opts.embedding == "int8" else opts.embedding)
+    if weights:
+        s = folder.shape
+        ratios = compensate_graph(model, weights, by_weight_name(hessians, s.n_layer, s.tie_word_embeddings))
+        settings["compensation"] = {"matrices": len(ratios),
+                                    "output_error_ratio": round(float(np.mean(list(ratios.values()))), 4)}
+    if precision == "int8" or (precision == "int4" and (int4 or Int4Options()).embedding == "int8"):
+        _int8_embeddings(model)
+    elif precision == "int4" and (int4 or Int4Options()).embedding == "shared":
+        _share_embedding_with_head(model)
     set_metadata(model, folder, settings)
     settings.update(_save(model, dest))
     return settings

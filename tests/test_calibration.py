@@ -70,8 +70,9 @@ def test_the_file_round_trips_and_anything_else_is_refused(tmp_path, tiny_demo):
 
 def test_planted_outlier_columns_break_round_to_nearest_and_calibration_mends_them(tmp_path):
     """ln_1 and ln_2 gains 40x larger on 4 of 64 channels: the qkv and ffn_up matrices see 4 huge input columns,
-    whose rounding errors dominate a round-to-nearest Q4_0; importance-weighted rounding halves the KL (measured
-    0.00075 -> 0.00037 when written)."""
+    whose rounding errors dominate a round-to-nearest Q4_0 and ONNX int4; calibration (importance-weighted rounding
+    and error compensation; ONNX: error compensation) cuts the KL. Fails with calibration ignored (both formats
+    were run with --calibration dropped from the second conversion: ratio 1.0)."""
     from safetensors.numpy import load_file, save_file
 
     from slmkit.demo.dataset import examples
@@ -90,16 +91,20 @@ def test_planted_outlier_columns_break_round_to_nearest_and_calibration_mends_th
     save_file(w, folder / "model.safetensors")
     kl = {}
     for name, extra in (("rtn", []), ("cal", ["--calibration", "demo"])):
-        code, out = quantize(str(folder), "--quant", "q4_0", "--out", str(tmp_path / name), *extra)
+        code, out = quantize(str(folder), "--format", "gguf,onnx", "--quant", "q4_0,int4", "--out",
+                             str(tmp_path / name), *extra)
         assert code == 0, out
     texts = [e.text for e in examples("eval", 40)]
     with ReferenceRuntime(folder) as ref:
         ids = [ref.tokenize(t) for t in texts]
         ref_logits = [ref.score(i) for i in ids]
     for name in ("rtn", "cal"):
-        with load(next((tmp_path / name).glob("*.gguf"))) as rt:
-            kl[name] = summarize_drift([token_drift(r, rt.score(i), i) for r, i in zip(ref_logits, ids)])["mean_kl"]
-    assert kl["cal"] < 0.7 * kl["rtn"], kl
+        for artifact in ("Q4_0.gguf", "int4.onnx"):
+            with load(next((tmp_path / name).glob(f"*-{artifact}"))) as rt:
+                kl[name, artifact] = summarize_drift([token_drift(r, rt.score(i), i)
+                                                      for r, i in zip(ref_logits, ids)])["mean_kl"]
+    assert kl["cal", "Q4_0.gguf"] < 0.7 * kl["rtn", "Q4_0.gguf"], kl
+    assert kl["cal", "int4.onnx"] < 0.7 * kl["rtn", "int4.onnx"], kl
 
 
 def test_calibrated_artifacts_record_their_calibration_and_files_go_both_ways(tiny_demo, tmp_path):
@@ -164,7 +169,7 @@ def test_types_that_need_an_importance_matrix_and_mismatched_matrices_are_refuse
     code, out = quantize(str(tiny_demo), "--quant", "q4_0", "--imatrix", str(tmp_path / "other.gguf"),
                          "--calibration", "demo", "--out", str(tmp_path / "o3"))
     assert code == 1 and "pass one" in out, out
-    code, out = quantize(str(tiny_demo), "--format", "onnx", "--quant", "int4", "--calibration", "demo",
+    code, out = quantize(str(tiny_demo), "--format", "onnx", "--quant", "int4", "--imatrix", str(tmp_path / "other.gguf"),
                          "--out", str(tmp_path / "o4"))
     assert code == 1 and "only applies to --format gguf" in out, out
 
@@ -223,6 +228,40 @@ def test_error_compensation_lowers_the_output_error_on_the_same_grid():
     e_near = output_error(w, dequantize(grid, nearest), h)
     e_comp = output_error(w, dequantize(grid, compensated), h)
     assert e_comp < 0.7 * e_near, (e_comp, e_near)
+
+
+@pytest.mark.parametrize("bits,k", [(4, 96), (8, 96), (4, 80)])  # 80: a padded last block
+def test_matmulnbits_codes_unpack_and_pack_onnxruntimes_bytes_exactly(bits, k):
+    """The codes read from onnxruntime's own MatMulNBits blob dequantize to within half a step of the weight, and
+    pack back to the same bytes; compensation on that grid keeps the bytes' layout (a wrong nibble order fails)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from slmkit.converters.onnx_gptq import Grid, compensate_graph, pack, unpack, values
+
+    rng = np.random.default_rng(bits + k)
+    n = 24
+    w = rng.normal(0, 0.05, (k, n)).astype(np.float32)  # MatMul's [in, out]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    q = MatMulNBitsQuantizer(model, bits=bits, block_size=32, is_symmetric=True, accuracy_level=4)
+    q.process()
+    model = q.model.model
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    blob, scales = inits[f"w_Q{bits}"], inits["w_scales"].reshape(n, -1).astype(np.float32)
+    codes = unpack(blob, bits, k)
+    grid = Grid(scales, 2 ** (bits - 1) * scales, 32, 2 ** bits - 1)
+    step = np.repeat(np.abs(scales), 32, axis=1)[:, :k]  # a block's extreme value may sit one step off the grid
+    assert (np.abs(values(grid, codes) - w.T) <= step + 1e-6).all()
+    assert np.array_equal(pack(blob, codes, bits), blob)
+    x = rng.normal(size=(500, k))
+    ratios = compensate_graph(model, {"w": w}, {"w": x.T @ x})
+    assert ratios["w"] <= 1.0
+    after = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}[f"w_Q{bits}"]
+    assert (np.abs(values(grid, unpack(after, bits, k)) - w.T) <= 8 * step).all()
 
 
 def test_bench_names_calibrated_artifacts_and_refuses_their_calibration_texts(tiny_demo, tmp_path):

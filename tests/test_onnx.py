@@ -23,7 +23,7 @@ def exported(tiny_demo, tmp_path_factory):
 def test_all_precisions_written_checked_and_recorded(tiny_demo, exported):
     out, log = exported
     m = json.loads((out / "manifest.json").read_text())
-    assert sorted(m["artifacts"]) == sorted(f"{tiny_demo.name}-{p}.onnx" for p in ("fp32", "fp16", "int8", "int8w", "int4"))
+    assert sorted(m["artifacts"]) == sorted(f"{tiny_demo.name}-{p}.onnx" for p in ("fp32", "fp16", "int8", "int8dyn", "int4"))
     for name, e in m["artifacts"].items():
         assert e["format"] == "onnx" and e["sha256"] == sha256_file(out / name)
         if e["quant"] != "fp32":  # each precision's own checks, in its entry (fp32's are the folder's)
@@ -43,7 +43,7 @@ def test_onnx_matches_reference_and_cache_decoding(tiny_demo, exported):
     ref = ReferenceRuntime(tiny_demo, threads=1)
     text = build_prompt("cozy cabin wallpaper") + "a cozy cabin wallpaper, pine forest"
     want = ref.score(text)
-    for p, tol in (("fp32", 1e-4), ("fp16", 1e-4), ("int8", 0.5), ("int8w", 0.5), ("int4", 0.5)):
+    for p, tol in (("fp32", 1e-4), ("fp16", 1e-4), ("int8", 0.5), ("int8dyn", 0.5), ("int4", 0.5)):
         with OnnxRuntime(out / f"{tiny_demo.name}-{p}.onnx", threads=1) as rt:
             assert np.abs(rt.score(text) - want).max() < tol, p
     with OnnxRuntime(out / f"{tiny_demo.name}-fp32.onnx", threads=1) as rt:
@@ -88,7 +88,7 @@ def test_context_limit_and_bad_files(tiny_demo, exported, tmp_path):
 def test_unknown_precision_is_one_line(tiny_demo, tmp_path):
     r = CliRunner().invoke(cli, ["quantize", str(tiny_demo), "--format", "onnx", "--quant", "int3", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "unknown type 'int3'; gguf: f32, f16, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, q4_k_s, iq4_xs" in r.output
-    assert "onnx: fp32, fp16, int8, int8w, int4" in r.output
+    assert "onnx: fp32, fp16, int8, int8dyn, int4" in r.output
 
 
 def test_runtime_path_imports_no_torch(exported, tiny_demo):

@@ -13,7 +13,7 @@ from slmkit.errors import SlmkitError
 from slmkit.prompts import DECODING
 
 if TYPE_CHECKING:
-    from slmkit.converters.gguf_pipeline import Importance
+    from slmkit.converters.calibration import Importance
     from slmkit.model_folder import ModelFolder
 
 MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
@@ -66,7 +66,7 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
               help="Artifact format(s): gguf, onnx, or both ('gguf,onnx' or the option twice).")
 @click.option("--quant", default=None, help="Comma-separated types of the chosen formats, or 'all'. gguf: f32,f16,"
               "q8_0,q6_k,q5_k_m,q4_k_m,q4_k_s,q4_0,iq4_xs,iq4_nl,q3_k_m,q3_k_s,q2_k, and with an importance matrix "
-              "iq3_xxs,q2_k_s (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int8w,int4 (default int8,int4).")
+              "iq3_xxs,q2_k_s (default q8_0,q4_k_m); onnx: fp32,fp16,int8,int8dyn,int4 (default int8,int4).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Artifact folder (default: out/<model name>); bench names the same folder --artifacts.")
 @click.option("--embedding-type", default=None,
@@ -83,15 +83,17 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
 @click.option("--texts", "texts_file", type=click.Path(dir_okay=False), default=None,
               help="Text file (one text per line) the checks compare logits on (default: the demo's held-out texts).")
 @click.option("--calibration", default=None,
-              help="gguf: calibration texts (a file, one text per line, or 'demo': the demo model's calibration "
-              "split): an importance matrix from the fp16 reference weighs every type's rounding.")
+              help="Calibration texts (a file, one text per line, or 'demo': the demo model's calibration split). "
+              "gguf: an importance matrix from the fp16 reference weighs every type's rounding; onnx: int8 and int4 "
+              "are rounded with error compensation (GPTQ) on the reference's inputs.")
 @click.option("--imatrix", "imatrix_file", type=click.Path(dir_okay=False), default=None,
               help="gguf: use this importance matrix (llama.cpp's GGUF imatrix format, e.g. from llama-imatrix).")
 @click.option("--imatrix-out", type=click.Path(dir_okay=False), default=None,
               help="gguf: write the importance matrix computed from --calibration here (for llama-quantize --imatrix).")
 @click.option("--calibration-method", type=click.Choice(["gptq", "imatrix"]), default="gptq", show_default=True,
               help="gguf with --calibration: gptq also rounds Q4_K / Q4_0 / Q6_K / Q8_0 matrices with error "
-              "compensation on llama.cpp's scales (same format and size); imatrix only weighs llama.cpp's rounding.")
+              "compensation on llama.cpp's scales (same format and size); imatrix only weighs llama.cpp's rounding "
+              "(onnx is always gptq).")
 @click.option("--max-kl", default=None,
               help="gguf with --calibration: quality budgets (comma list): for each, the smallest mixed-precision "
               "artifact (per-tensor q3_k..q8_0 by measured sensitivity) whose mean KL on held-out calibration texts "
@@ -131,8 +133,12 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     folder = open_model_folder(model)
     texts = check_texts(texts_file, folder)
     importance = importance_of(fmts, wanted["gguf"], folder, calibration, imatrix_file, imatrix_out)
+    if calibration_method != "gptq" and "gguf" not in fmts:
+        raise SlmkitError("--calibration-method applies to --format gguf (onnx calibration is always gptq)")
     importance.method = calibration_method
     if max_kl is not None:
+        if "gguf" not in fmts:
+            raise SlmkitError("--max-kl chooses per-tensor llama.cpp types: it applies to --format gguf")
         budgets_for(importance, max_kl, folder, calibration_method)
         if quant is None:  # the budgets alone
             wanted["gguf"] = []
@@ -146,7 +152,8 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
         else:
             from slmkit.converters.onnx_pipeline import convert_onnx
 
-            manifest = convert_onnx(folder, wanted["onnx"], dest, threads, int4, log=click.echo, texts=texts)
+            manifest = convert_onnx(folder, wanted["onnx"], dest, threads, int4, log=click.echo, texts=texts,
+                                    importance=importance)
     click.echo(f"{len(manifest['artifacts'])} artifacts and manifest.json in {dest}")
 
 
@@ -159,8 +166,7 @@ def importance_of(fmts: list[str], gguf_quants: list[str], folder: "ModelFolder"
     from slmkit.converters.imatrix import read_imatrix
     from slmkit.tokenizer import TextTokenizer
 
-    given = [name for name, v in (("--calibration", calibration), ("--imatrix", imatrix_file),
-                                  ("--imatrix-out", imatrix_out)) if v is not None]
+    given = [name for name, v in (("--imatrix", imatrix_file), ("--imatrix-out", imatrix_out)) if v is not None]
     if given and "gguf" not in fmts:
         raise SlmkitError(f"{', '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} to --format gguf")
     if calibration is not None and imatrix_file is not None:
