@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmkit.benchmarks.frontier import frontier
 from slmkit.benchmarks.launcher import launch
 from slmkit.benchmarks.machine import machine_facts
 from slmkit.benchmarks.scenario import Scenario
@@ -321,7 +322,7 @@ def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None
         mem_bw = row["weight_bytes"] * row["latency"]["decode_tok_s"] / 1e9
         row["bandwidth"] = {"decode_gbs": mem_bw, "fraction_of_measured": mem_bw / machine["memory_bandwidth_gbs"]}
     relative_changes(rows, rows[0], {name: o["greedy"] for name, o in outputs.items()})
-    return {"schema": SCHEMA, "slmkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    report: Report = {"schema": SCHEMA, "slmkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join(["slmkit", *sys.argv[1:]]) if sys.argv and "slmkit" in sys.argv[0] else None,
             "seconds": round(time.time() - started, 1),
             "model": {"name": model.name, "path": str(model.path.resolve()), "sha256": model.sha256()},
@@ -331,3 +332,5 @@ def run_bench(target: str | None, opts: BenchOptions, artifacts_dir: Path | None
             "settings": {**settings, "scorer": scorer.name if scorer else "none (distinct-n only)"},
             "machine": {**machine, "pid_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
             "results": rows}
+    report["frontier"] = frontier(report)
+    return report

@@ -8,6 +8,7 @@ per-artifact overrides in ``[artifacts."<file name>"]`` tables. Percentages are 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,10 +136,15 @@ def check_report(report: dict, config: dict | None = None, flags: dict | None = 
         if row["memory"].get("within_budget") is False:
             violations.append(Violation(name, "peak_rss_mb over the profile budget", float(row["memory"]["peak_rss_mb"]),
                                         float(row["memory"]["budget_mb"])))
+        skipped = unmeasured(report)
         for key, gate in ABSOLUTE.items():
             section = row.get(gate.section, {})
             limit, value = limits.get(key), section.get(gate.metric)
-            if limit is None or value is None:
+            if limit is None or gate.metric in skipped:
+                continue
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                why = "missing" if value is None else f"not a finite number ({value!r})"
+                violations.append(Violation(name, gate.metric, why, float(limit)))
                 continue
             value = gate.sign * value
             if not ((gate.kind == "max" and value > limit) or (gate.kind == "min" and value < limit)):
@@ -156,6 +162,13 @@ def check_report(report: dict, config: dict | None = None, flags: dict | None = 
     return violations, checked
 
 
+def unmeasured(report: dict) -> set[str]:
+    """Metrics bench was told not to measure (``--scorer none``): their gates do not apply."""
+    if str(report.get("settings", {}).get("scorer", "")).startswith("none"):
+        return {"relevance_change_pct", "pairwise_distance_change_pct"}
+    return set()
+
+
 def comparable(report: dict, baseline: dict) -> None:
     """A baseline is only comparable when measured on the same texts, mode and profile."""
     keys = [("settings", "mode"), ("settings", "texts_source"), ("settings", "scored_tokens"), ("profile", "name")]
@@ -165,18 +178,27 @@ def comparable(report: dict, baseline: dict) -> None:
         raise UnusableInput(f"the baseline was measured differently ({'; '.join(diff)}); compare like with like")
 
 
+def _baseline_value(name: str, old: dict, section: str, metric: str) -> float:
+    """A baseline figure a change is measured against: positive and finite, or one clear error."""
+    value = old.get(section, {}).get(metric)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise UnusableInput(f"the baseline's {name} has {section}.{metric} = {value!r}: a change cannot be measured "
+                            "against it (re-run bench for the baseline)")
+    return float(value)
+
+
 def _against_baseline(name: str, row: dict, old: dict | None, limits: dict) -> list[Violation]:
     if old is None:
         return []
     out = []
     lim = limits.get("max_latency_regression")
     if lim is not None:
-        drop = 100 * (1 - row["latency"]["decode_tok_s"] / old["latency"]["decode_tok_s"])
+        drop = 100 * (1 - row["latency"]["decode_tok_s"] / _baseline_value(name, old, "latency", "decode_tok_s"))
         if drop > lim:
             out.append(Violation(name, "decode tok/s drop % vs baseline", drop, float(lim)))
     lim = limits.get("max_ttft_regression")
     if lim is not None:
-        rise = 100 * (row["latency"]["ttft_ms"] / old["latency"]["ttft_ms"] - 1)
+        rise = 100 * (row["latency"]["ttft_ms"] / _baseline_value(name, old, "latency", "ttft_ms") - 1)
         if rise > lim:
             out.append(Violation(name, "time to first token increase % vs baseline", rise, float(lim)))
     lim = limits.get("max_kl_increase")

@@ -1,4 +1,5 @@
-"""PNG plots of a bench report: decode latency vs size and quality drift vs size, one series per format."""
+"""PNG plots of a bench report: decode latency vs size, quality drift vs size, one series per format; and the
+frontier (bits per weight against mean KL and same top-1, the Pareto front joined)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,4 +52,48 @@ def write_plots(report: Report, out: Path) -> list[Path]:
                        lambda r: r["latency"]["decode_ms_p50"], log_y=True)
     drift = _scatter(report, out / "drift_vs_size.png", "mean KL divergence vs fp16 (log)",
                      lambda r: r["quality"].get("mean_kl"), log_y=True)
-    return [latency, drift]
+    return [latency, drift, _frontier_plot(report, out / "frontier.png")]
+
+
+def _frontier_plot(report: Report, path: Path) -> Path:
+    """Bits per weight against mean KL (log) and same top-1, the Pareto front joined, the smallest passing ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from slmkit.benchmarks.frontier import point
+
+    f = report.get("frontier") or {"pareto": [], "smallest_passing": None}
+    rows = [r for r in report["results"] if point(r) is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), dpi=110)
+    for ax, (label, get, log_y) in zip(axes, (("mean KL divergence vs fp16 (log)", lambda r: r["quality"]["mean_kl"], True),
+                                              ("same top-1 as fp16 (%)",
+                                               lambda r: 100 * (r["quality"].get("same_top1") or 0), False))):
+        for fmt in dict.fromkeys(r["format"] for r in rows):
+            marker, color = STYLE.get(fmt, ("^", "tab:green"))
+            pts = [r for r in rows if r["format"] == fmt]
+            ax.plot([r["bits_per_weight"] for r in pts], [get(r) for r in pts], marker, color=color, label=fmt, markersize=7)
+            for r in pts:
+                ax.annotate(r["quant"] + ("*" if r.get("calibration") else ""), (r["bits_per_weight"], get(r)),
+                            textcoords="offset points", xytext=(5, 4), fontsize=7)
+        front = sorted((r for r in rows if r["name"] in f["pareto"]), key=lambda r: r["bits_per_weight"])
+        ax.plot([r["bits_per_weight"] for r in front], [get(r) for r in front], "-", color="black", alpha=0.4,
+                label="Pareto front (KL)")
+        best = [r for r in rows if r["name"] == f["smallest_passing"]]
+        if best:
+            ax.plot([best[0]["bits_per_weight"]], [get(best[0])], "o", markersize=15, markerfacecolor="none",
+                    color="tab:red", label="smallest passing check")
+        ax.set_xlabel("bits per weight (tensor data)")
+        ax.set_ylabel(label)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{report['model']['name']}: size against drift (* calibrated), profile {report['profile']['name']}",
+                 fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 from slmkit.benchmarks.schema import Report, Result
 from slmkit.files import write_text_atomic
@@ -78,7 +80,28 @@ def markdown(report: Report) -> str:
             f"scorer {s['scorer']}. Changes are against the fp16 reference (transformers).",
             "", "## Memory and latency", "", _table(report["results"], SPEED_COLUMNS),
             "", "## Quality drift against the fp16 reference", "", _table(report["results"], QUALITY_COLUMNS), ""]
-    return "\n".join(head)
+    return "\n".join(head + _frontier(report))
+
+
+def _frontier(report: Report) -> list[str]:
+    """The size-against-drift section: every artifact by bits per weight, the Pareto front marked, what passes."""
+    f = report.get("frontier")
+    if not f:
+        return []
+    rows = sorted((r for r in report["results"] if not r.get("is_reference") and not r.get("error")),
+                  key=lambda r: (r.get("bits_per_weight") or float("inf"), r["bytes"]))
+    lines = ["## Size against drift", "", "| artifact | bits/w | mean KL | same top-1 % | Pareto front | passes check |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        q = r["quality"]
+        lines.append(f"| {r['label']} | {_f(r.get('bits_per_weight'), '.2f')} | {_f(q.get('mean_kl'), '.5f')} | "
+                     f"{_f(q.get('same_top1'), '.1f', 100)} | {'yes' if r['name'] in f['pareto'] else ''} | "
+                     f"{'yes' if r['name'] in f['passing'] else 'no'} |")
+    best = next((r["label"] for r in rows if r["name"] == f["smallest_passing"]), None)
+    lines += ["", (f"Smallest artifact that passes the thresholds ({f['thresholds']}) within the profile's memory "
+                   f"budget: **{best}**." if best else
+                   f"No artifact passes the thresholds ({f['thresholds']}) within the profile's memory budget."), ""]
+    return lines
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -102,10 +125,22 @@ def to_csv(report: Report) -> str:
     return buf.getvalue()
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, infinity) replaced by None: JSON has no NaN, and a
+    missing figure is what ``slmkit check`` fails as such."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def write_report(report: Report, out: Path) -> list[Path]:
-    """report.json / .md / .csv written atomically into ``out``; returns their paths."""
+    """report.json / .md / .csv written atomically into ``out`` (no NaN in the JSON); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": markdown(report),
+    files = {"report.json": json.dumps(finite(report), indent=2, allow_nan=False) + "\n", "report.md": markdown(report),
              "report.csv": to_csv(report)}
     for name, text in files.items():
         write_text_atomic(out / name, text)

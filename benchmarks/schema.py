@@ -103,6 +103,7 @@ class Report(TypedDict):
     settings: dict[str, Any]                # workload sizes and source, sampling, timing settings, scorer
     machine: dict[str, Any]                 # cpu, cores, memory, os, library versions, kernels, bandwidth
     results: list[Result]
+    frontier: dict[str, Any]                # pareto (names), passing, smallest_passing, thresholds (frontier.py)
 
 
 # What every row that ran must hold, per section, for check, report and plots to read it.

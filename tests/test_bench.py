@@ -34,7 +34,7 @@ def benched(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_bench_writes_every_output(benched):
     art, rep = benched
-    for name in ("report.json", "report.md", "report.csv", "latency_vs_size.png", "drift_vs_size.png"):
+    for name in ("report.json", "report.md", "report.csv", "latency_vs_size.png", "drift_vs_size.png", "frontier.png"):
         assert (rep / name).stat().st_size > 0, name
     for png in rep.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -61,6 +61,33 @@ def test_bench_writes_every_output(benched):
     assert len(csv_lines) == 4 and "quality.mean_kl" in csv_lines[0]
     md = (rep / "report.md").read_text()
     assert "gguf q8_0" in md and "onnx int8" in md and "mean KL" in md
+    f = report["frontier"]  # both pass check's defaults here; the smaller (int8, fewer bits) is named
+    assert set(f["passing"]) == set(names[1:]) and f["pareto"] and "## Size against drift" in md
+    smallest = min(arts, key=lambda r: r["bits_per_weight"])
+    assert f["smallest_passing"] == smallest["name"] and f"**{smallest['label']}**" in md
+
+
+def _row(name: str, bits: float, kl: float, top1: float = 0.99, within_budget: bool | None = True) -> dict:
+    return {"name": name, "label": name, "format": "gguf", "quant": name, "bytes": int(bits * 1000),
+            "bits_per_weight": bits, "error": None, "is_reference": False,
+            "memory": {"within_budget": within_budget, "peak_rss_mb": 10.0, "budget_mb": 100.0},
+            "quality": {"mean_kl": kl, "same_top1": top1, "ppl_change_pct": 0.0}, "task": {}}
+
+
+def test_the_frontier_marks_undominated_artifacts_and_names_the_smallest_that_passes():
+    """Hand-made rows: b is dominated by a (larger and further), d fails check's top-1 default and e is over the
+    memory budget, so the smallest passing is a though d and e are smaller. Fails if domination ignores either
+    axis, or if the smallest is taken without check's verdict (shown by returning the smallest row: 'e')."""
+    from slmkit.benchmarks.frontier import frontier, pareto
+
+    rows = [{"name": "reference", "is_reference": True, "error": None}, _row("a", 4.5, 0.002), _row("b", 5.0, 0.003),
+            _row("c", 8.5, 0.0001), _row("d", 4.0, 0.004, top1=0.85), _row("e", 3.5, 0.01, within_budget=False),
+            _row("nan", 3.0, float("nan"))]
+    assert pareto(rows) == ["e", "d", "a", "c"]
+    report = {"results": rows, "settings": {"scorer": "none (distinct-n only)"}}  # relevance not measured, not gated
+    f = frontier(report, config={})
+    assert f["passing"] == ["a", "b", "c"] and f["smallest_passing"] == "a"
+    assert frontier(report, config={"min_top1": 0.8})["smallest_passing"] == "d"
 
 
 def test_bench_reuses_artifacts_it_already_has(benched):
@@ -348,6 +375,33 @@ def test_benchmark_scripts_give_one_line_errors(module, tmp_path):
                        capture_output=True, text=True, timeout=120, env=child_env())
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines() == [f"error: no such GGUF file: {missing}"]
+
+
+def test_a_gated_metric_that_is_missing_or_not_finite_fails_and_a_zero_baseline_is_one_line(benched, tmp_path):
+    """Before: a gate was skipped when its metric was absent, NaN > limit was false (NaN passed), report.json held
+    NaN, and a baseline with 0 tok/s was a ZeroDivisionError traceback."""
+    from slmkit.benchmarks.report import write_report
+
+    _, rep = benched
+    report = json.loads((rep / "report.json").read_text())
+    row = report["results"][1]
+    row["quality"]["mean_kl"] = float("nan")
+    del row["quality"]["same_top1"]
+    violations, _ = check_report(report)
+    found = {(v.artifact, v.metric, v.value) for v in violations}
+    assert (row["name"], "mean_kl", "not a finite number (nan)") in found, found
+    assert (row["name"], "same_top1", "missing") in found, found
+    write_report(report, tmp_path / "w")
+    text = (tmp_path / "w" / "report.json").read_text()
+    assert "NaN" not in text and json.loads(text)["results"][1]["quality"]["mean_kl"] is None
+    r = run("check", str(tmp_path / "w"))
+    assert r.exit_code == 1 and "mean_kl missing" in r.output, r.output
+    base = json.loads((rep / "report.json").read_text())
+    base["results"][1]["latency"]["decode_tok_s"] = 0
+    (tmp_path / "zero.json").write_text(json.dumps(base))
+    r = run("check", str(rep), "--baseline", str(tmp_path / "zero.json"))
+    assert r.exit_code == 2 and "decode_tok_s = 0" in r.output and "Traceback" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_a_relevance_drop_within_sampling_noise_is_not_a_failure(benched):
