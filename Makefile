@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
-# The main job: quantize the demo model (GGUF and ONNX, default types) and benchmark every artifact
-# against the fp16 reference; report.json / .md / .csv and plots land in $(OUT)/bench-cpu.
+# The main job: quantize the demo model (GGUF and ONNX, default types, calibrated on the demo's calibration split)
+# and benchmark every artifact against the fp16 reference; report.json / .md / .csv and plots land in $(OUT)/bench-cpu.
 demo: $(STAMP)
 	$(VENV)/bin/slmkit info
+	$(VENV)/bin/slmkit quantize --format gguf,onnx --calibration demo --out $(OUT)
 	$(VENV)/bin/slmkit bench --device cpu --artifacts $(OUT)
 	$(VENV)/bin/slmkit check $(OUT)/bench-cpu
 

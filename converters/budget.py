@@ -1,13 +1,13 @@
 """A quality budget: the smallest mixed-precision GGUF whose mean KL on held-out texts is at most X.
 
 1. Sensitivity: for every weight tensor and every type of :data:`LADDER`, the mean KL against the fp16 reference
-   on held-out calibration texts when only that tensor takes that type (quantized as the artifact will be:
+   on a spread of :data:`SENSITIVITY_TEXTS` of the held-out calibration texts when only that tensor takes that type (quantized as the artifact will be:
    importance-weighted, error-compensated where the format allows), measured in the reference itself with the
    tensor's dequantized values swapped in.
 2. Choice: start every tensor at the smallest type; while the summed KL (small perturbations add up nearly)
    exceeds the budget, give a larger type to the tensor that buys the most KL per byte.
-3. Proof: write the artifact with llama.cpp's tensor-type overrides, compensate it, and measure its KL on the
-   held-out texts with llama.cpp itself. Over X: tighten the budget by the measured excess and try again;
+3. Proof: write the artifact with llama.cpp's tensor-type overrides, compensate it, and measure its KL on all the
+   held-out texts with llama.cpp itself (more texts than the sensitivities saw, so the choice is not fitted to them). Over X: tighten the budget by the measured excess and try again;
    still over after a few tries, or over even at the largest types: fail, naming the figure.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from slmkit.errors import SlmkitError
 LADDER = ("q3_k", "q4_k", "q6_k", "q8_0")        # smallest first
 BITS = {"q3_k": 3.4375, "q4_k": 4.5, "q6_k": 6.5625, "q8_0": 8.5}
 TRIES = 4
+SENSITIVITY_TEXTS = 60   # each (tensor, type) is one forward pass over these: its cost grows with them
 
 
 @dataclass
@@ -160,21 +161,24 @@ def build(source: Path, dest: Path, types: dict[str, str], threads: int, imatrix
     compensate(source, dest, hessians)
 
 
-def measured_kl(path: Path, held: HeldOut, threads: int) -> float:
-    """Mean KL of an artifact on the held-out texts, run by llama.cpp, against the reference's logits."""
+def measured_kl(path: Path, reference: Any, texts: Sequence[str], threads: int) -> float:
+    """Mean KL of an artifact on ``texts``, run by llama.cpp, against the reference's logits (one text at a time:
+    a large vocabulary's log-probabilities for hundreds of texts do not fit in memory at once)."""
     from slmkit.runtimes.llamacpp import LlamaCppRuntime
 
     from slmkit.metrics import kl_divergence, log_softmax
 
-    base = held.base.numpy()
     total, count = 0.0, 0
     with LlamaCppRuntime(path, threads=threads or None) as rt:
-        for k, ids in enumerate(held.ids):
-            ref = base[k, : len(ids) - 1].astype(np.float64)
+        for text in texts:
+            ids = reference.tokenize(text)[: reference.n_ctx]
+            if len(ids) < 2:
+                continue
+            ref = log_softmax(reference.score(ids)[:-1].astype(np.float64))
             lp = log_softmax(rt.score(ids)[:-1, : ref.shape[1]])
             total += float(kl_divergence(ref, lp).sum())
             count += len(ids) - 1
-    return total / count
+    return total / max(count, 1)
 
 
 def quantize_to_budget(source: Path, dest: Path, max_kl: float, reference: Any, held_texts: Sequence[str],
@@ -182,7 +186,8 @@ def quantize_to_budget(source: Path, dest: Path, max_kl: float, reference: Any, 
                        sens: tuple[dict, dict] | None = None) -> tuple[Recipe, tuple[dict, dict]]:
     """Write the smallest artifact (by this search) whose held-out mean KL is at most ``max_kl``; returns its
     recipe and the sensitivities (to reuse for another budget)."""
-    held = HeldOut(reference, held_texts)
+    step = max(1, len(held_texts) // SENSITIVITY_TEXTS)
+    held = HeldOut(reference, list(held_texts)[::step][:SENSITIVITY_TEXTS])
     if sens is None:
         sens = sensitivities(source, held, imatrix, hessians, dest.parent, threads, log)
     kl, sizes = sens
@@ -190,9 +195,9 @@ def quantize_to_budget(source: Path, dest: Path, max_kl: float, reference: Any, 
     for attempt in range(TRIES):
         recipe = choose(kl, sizes, budget)
         build(source, dest, recipe.types, threads, imatrix, hessians)
-        recipe.measured_kl = measured_kl(dest, held, threads)
+        recipe.measured_kl = measured_kl(dest, reference, held_texts, threads)
         log(f"--max-kl {max_kl:g}: try {attempt + 1}: predicted {recipe.predicted_kl:.5f}, measured "
-            f"{recipe.measured_kl:.5f} on held-out texts")
+            f"{recipe.measured_kl:.5f} on {len(held_texts)} held-out texts")
         if recipe.measured_kl <= max_kl:
             return recipe, sens
         if all(t == LADDER[-1] for t in recipe.types.values()):
