@@ -98,7 +98,7 @@ def write_gguf(folder: ModelFolder, dest: Path, dtype: str = "f16") -> Path:
         w.add_token_list(tokens)
         w.add_token_types(types)
         special.special_token_ids.setdefault("eos", tokenizer.eos_id)
-        special.special_token_ids.setdefault("bos", int(folder.config.get("bos_token_id", tokenizer.eos_id)))
+        special.special_token_ids.setdefault("bos", folder.token_id("bos_token_id", tokenizer.eos_id))
         special.add_special_token["bos"] = False  # GPT-2 adds no BOS
         special.add_to_gguf(w, quiet=True)
         for name, arr in tensors.items():

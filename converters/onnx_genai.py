@@ -24,7 +24,7 @@ def genai_config(folder: ModelFolder, filename: str) -> dict:
     eos = TextTokenizer.from_folder(folder.path).eos_id
     return {
         "model": {
-            "type": "llama", "bos_token_id": int(folder.config.get("bos_token_id", eos)), "eos_token_id": eos,
+            "type": "llama", "bos_token_id": folder.token_id("bos_token_id", eos), "eos_token_id": eos,
             "pad_token_id": eos, "context_length": s.n_positions, "vocab_size": s.vocab_size,
             "decoder": {
                 "filename": filename, "head_size": s.n_embd // s.n_head, "hidden_size": s.n_embd,

@@ -19,6 +19,8 @@ from slmkit.runtimes.base import Runtime
 from slmkit.tokenizer import TextTokenizer
 
 REQUIRED_INPUTS = ("input_ids", "attention_mask", "position_ids")
+OPTIMIZATIONS = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                 "all": "ORT_ENABLE_ALL"}  # slmkit's name -> onnxruntime's GraphOptimizationLevel
 
 
 class OnnxRuntime(Runtime):
@@ -40,14 +42,13 @@ class OnnxRuntime(Runtime):
             raise SlmkitError(f"{path}: not a valid ONNX model (onnx.checker: {problem})")
         if not set(REQUIRED_INPUTS) <= set(model.inputs) or "logits" not in model.outputs:
             raise SlmkitError(f"{path}: not a GPT-2 ONNX model exported by slmkit (inputs {sorted(model.inputs)[:4]})")
+        if optimization not in OPTIMIZATIONS:
+            raise SlmkitError(f"unknown onnxruntime optimization {optimization!r}; valid: {', '.join(OPTIMIZATIONS)}")
         threads = threads or max(1, os.cpu_count() or 1)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        so.graph_optimization_level = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                                       "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                       "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                       "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATIONS[optimization])
         so.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -414,3 +414,12 @@ def test_a_relevance_drop_within_sampling_noise_is_not_a_failure(benched):
     assert check_report(report)[0] == []
     row["task"].update(relevance_change_se_pct=2.0)
     assert [v.metric for v in check_report(report)[0]] == ["relevance_drop_pct"]
+
+
+def test_bench_refuses_a_report_folder_it_cannot_write_before_any_work(tmp_path):
+    """Was an OSError after minutes of benchmarking; now one line at once, nothing created."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = run("bench", *QUICK, "--artifacts", str(tmp_path / "art"), "--out", str(blocker / "report"))
+    assert r.exit_code == 1 and "cannot be the report folder" in r.output and "is a file" in r.output, r.output
+    assert not (tmp_path / "art").exists()

@@ -157,3 +157,28 @@ def test_tokenizer_defects(tmp_path, tiny_demo):
     _expect(folder, "corrupt tokenizer")
     (folder / "tokenizer.json").unlink()
     _expect(folder, "missing tokenizer: .* has neither tokenizer.json nor vocab.json")
+
+
+def test_a_null_or_bad_bos_token_id_converts_or_is_one_line(tmp_path, tiny_demo):
+    """``"bos_token_id": null`` (transformers reads it as unset) was a TypeError traceback in the GGUF writer and
+    the genai config; now both formats convert with the EOS id in its place, and an id outside the vocabulary is one
+    line naming the key."""
+    from click.testing import CliRunner
+
+    from slmkit.cli import cli
+    from slmkit.gguf_file import open_gguf
+
+    folder = _copy(tiny_demo, tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "bos_token_id": None}))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["quantize", str(folder), "--format", "gguf,onnx", "--quant", "q8_0,int8",
+                                 "--threads", "1", "--out", str(out)])
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    eos = TextTokenizer.from_folder(folder).eos_id
+    genai = json.loads((out / "genai_config.json").read_text())
+    assert genai["model"]["bos_token_id"] == eos
+    assert open_gguf(next(out.glob("*.gguf"))).metadata["tokenizer.ggml.bos_token_id"] == eos
+    (folder / "config.json").write_text(json.dumps({**cfg, "bos_token_id": "start"}))
+    r = CliRunner().invoke(cli, ["quantize", str(folder), "--quant", "q8_0", "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 1 and "bos_token_id 'start' is not a token id" in r.output, r.output

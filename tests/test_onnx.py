@@ -338,3 +338,12 @@ def test_cache_check_tells_quantization_noise_from_a_broken_cache():
     flat._logits = lambda ids: np.random.default_rng(sum(ids) * 31 + len(ids)).normal(0, 0.01, 100)
     tied = cache_consistency(flat, texts, quantized=True)
     assert tied["passed"] and not tied["same_top1"] and tied["max_kl"] < 2e-3
+
+
+def test_an_unknown_optimization_level_is_one_line(tiny_demo, exported):
+    """Was a KeyError from a dict lookup."""
+    from slmkit.errors import SlmkitError
+
+    out, _ = exported
+    with pytest.raises(SlmkitError, match="unknown onnxruntime optimization 'max'; valid: none, basic, extended, all"):
+        OnnxRuntime(out / f"{tiny_demo.name}-int8.onnx", threads=1, optimization="max")

@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from slmkit.converters.calibration import Importance
     from slmkit.model_folder import ModelFolder
 
-MODEL_HELP = "Hugging Face GPT-2 folder; the shipped demo model when omitted."
-
 
 class _Group(click.Group):
     """Turns SlmkitError into ``error: ...`` on stderr with its exit code (1, or 2 for unusable input), and a
@@ -189,6 +187,9 @@ def importance_of(fmts: list[str], gguf_quants: list[str], folder: "ModelFolder"
     return Importance(matrix=read_imatrix(Path(imatrix_file)), file=Path(imatrix_file))
 
 
+HELD_OUT_TEXTS = 300  # the last calibration texts (at most a fifth): --max-kl's artifacts are measured on them
+
+
 def budgets_for(importance: "Importance", max_kl: str, folder: "ModelFolder", method: str) -> None:
     """``--max-kl``'s budgets, checked; the calibration texts split into the matrix's and the held-out ones."""
     from slmkit.tokenizer import TextTokenizer
@@ -201,7 +202,7 @@ def budgets_for(importance: "Importance", max_kl: str, folder: "ModelFolder", me
         raise SlmkitError(f"--max-kl budgets are mean KL values in (0, 10), got {max_kl}")
     if importance.calibration is None or method != "gptq":
         raise SlmkitError("--max-kl measures sensitivity on calibration texts: pass --calibration (method gptq)")
-    held = min(60, len(importance.calibration.texts) // 5)
+    held = min(HELD_OUT_TEXTS, len(importance.calibration.texts) // 5)
     importance.calibration, importance.held_out = importance.calibration.split(held, TextTokenizer.from_folder(folder.path))
     importance.max_kl = budgets
 
@@ -389,7 +390,10 @@ def bench(target: str | None, device: str, formats: tuple[str, ...], quant: str 
 
     fmts = tuple(parse_formats(formats))
     from slmkit.demo.calibration import calibration_texts
+    from slmkit.files import check_writable_folder
 
+    if out is not None:
+        check_writable_folder(Path(out), "report folder")  # before minutes of work
     opts = BenchOptions(device=device, formats=fmts, quants=tuple(quant.split(",")) if quant else None, quick=quick,
                         workload=bench_workload(texts_file, quick, prompts_file, template), scorer=scorer, threads=threads,
                         reps=reps, verify=not no_verify, model=model, demo_calibration=calibration_texts)

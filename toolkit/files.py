@@ -64,6 +64,21 @@ def clean_stale_temps(folder: Path) -> int:
     return n
 
 
+def check_writable_folder(path: Path, what: str = "output folder") -> None:
+    """One clear error, before any work, when ``path`` cannot become a folder this process writes into (a file is
+    in the way, or the nearest existing folder is not writable); creates nothing."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SlmkitError(f"{path}: cannot be the {what}: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SlmkitError(f"{path}: cannot be the {what}: {probe} is not writable")
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

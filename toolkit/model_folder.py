@@ -131,6 +131,17 @@ class ModelFolder:
         """Tensor count per stored dtype (safetensors only)."""
         return dict(Counter(t.dtype for t in self.tensors.values()))
 
+    def token_id(self, key: str, default: int) -> int:
+        """A special token id from config.json (``bos_token_id``, ...): ``default`` when absent or null (as
+        transformers reads it); one clear error for anything but an id of the vocabulary."""
+        value = self.config.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.shape.vocab_size:
+            raise SlmkitError(f"{self.path / 'config.json'}: {key} {value!r} is not a token id of this model's "
+                              f"vocabulary (0-{self.shape.vocab_size - 1})")
+        return value
+
     def sha256(self) -> str:
         """sha256 of the weights file (the source model hash in manifests), hashed once per folder object."""
         if self._sha256 is None:
