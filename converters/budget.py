@@ -1,6 +1,9 @@
-"""A quality budget: the smallest mixed-precision GGUF whose mean KL on held-out texts is at most X.
+"""A quality budget: the smallest mixed-precision artifact whose mean KL on held-out texts is at most X.
 
-1. Sensitivity: for every weight tensor and every type of :data:`LADDER`, the mean KL against the fp16 reference
+Per format, a ladder of weight types, smallest first (GGUF: :class:`GgufLadder`, q3_k to q8_0 per tensor with
+llama.cpp's tensor-type overrides; ONNX: :class:`OnnxLadder`, 4- or 8-bit MatMulNBits per MatMul). Then:
+
+1. Sensitivity: for every weight tensor and every type of the ladder, the mean KL against the fp16 reference
    on a spread of :data:`SENSITIVITY_TEXTS` of the held-out calibration texts when only that tensor takes that type (quantized as the artifact will be:
    importance-weighted, error-compensated where the format allows), measured in the reference itself with the
    tensor's dequantized values swapped in.
@@ -22,8 +25,6 @@ import numpy as np
 
 from slmkit.errors import SlmkitError
 
-LADDER = ("q3_k", "q4_k", "q6_k", "q8_0")        # smallest first
-BITS = {"q3_k": 3.4375, "q4_k": 4.5, "q6_k": 6.5625, "q8_0": 8.5}
 TRIES = 4
 SENSITIVITY_TEXTS = 60   # each (tensor, type) is one forward pass over these: its cost grows with them
 
@@ -93,117 +94,197 @@ class HeldOut:
             p.data.copy_(saved)
 
 
-def uniform_file(source: Path, dest: Path, kind: str, threads: int, imatrix: Any, hessians: dict) -> None:
-    """Every weight tensor of ``source`` at ``kind``, as the artifact would quantize it."""
-    from slmkit.gguf_file import open_gguf
+class GgufLadder:
+    """GGUF: every weight tensor but the position embedding at one of llama.cpp's types, importance-weighted and
+    error-compensated, from the checked f16 ``source``."""
+    fmt = "gguf"
+    types = ("q3_k", "q4_k", "q6_k", "q8_0")
+    bits = {"q3_k": 3.4375, "q4_k": 4.5, "q6_k": 6.5625, "q8_0": 8.5}
 
-    names = [n for n in open_gguf(source).row_lengths if n != "position_embd.weight"]
-    build(source, dest, {n: kind for n in names}, threads, imatrix, hessians)
+    def __init__(self, source: Path, scratch: Path, threads: int, imatrix: Any, hessians: dict):
+        self.source, self.scratch, self.threads, self.imatrix, self.hessians = source, scratch, threads, imatrix, hessians
+
+    def uniform(self, kind: str) -> dict[str, tuple[str, np.ndarray]]:
+        """Every tensor at ``kind``: GGUF name -> (the reference's parameter, dequantized values in its layout)."""
+        import gguf
+        from gguf import quants
+
+        from slmkit.gguf_file import open_gguf
+
+        names = [n for n in open_gguf(self.source).row_lengths if n != "position_embd.weight"]
+        path = self.scratch / f"uniform-{kind}.gguf"
+        self.build(path, {n: kind for n in names})
+        out = {}
+        try:
+            for t in gguf.GGUFReader(str(path)).tensors:
+                if t.name in names and len(t.shape) == 2:
+                    values = quants.dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32)
+                    param, transposed = hf_param(t.name)
+                    out[t.name] = (param, values.T if transposed else values)
+        finally:
+            path.unlink(missing_ok=True)
+        return out
+
+    def build(self, dest: Path, types: dict[str, str]) -> None:
+        """The artifact with ``types`` (tensor -> ggml type), importance-weighted and compensated."""
+        from slmkit.converters.gguf_quantize import quantize_gguf
+        from slmkit.converters.gptq import compensate
+
+        embd = types.get("token_embd.weight")
+        quantize_gguf(self.source, dest, "q4_k_m", self.threads, embd if embd != "q3_k" else None,
+                      imatrix=self.imatrix, tensor_types=types)
+        compensate(self.source, dest, self.hessians)
+
+    def open(self, path: Path) -> Any:
+        from slmkit.runtimes.llamacpp import LlamaCppRuntime
+
+        return LlamaCppRuntime(path, threads=self.threads or None)
 
 
-def dequantized(path: Path) -> dict[str, np.ndarray]:
-    import gguf
-    from gguf import quants
+class OnnxLadder:
+    """ONNX: every MatMul (the output head too) as 4- or 8-bit symmetric MatMulNBits blocks of 32, error-compensated;
+    embedding tables int8 blocks as in ``int4`` / ``int8``. The head's sensitivity is measured by changing the tied
+    embedding/head parameter of the reference, which also moves its embedding (an upper bound)."""
+    fmt = "onnx"
+    types = ("int4", "int8")
+    bits = {"int4": 5.0, "int8": 9.0}  # with one float32 scale per 32 values
 
-    out = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        if t.name.endswith(".weight") and len(t.shape) == 2 and t.name != "position_embd.weight":
-            out[t.name] = quants.dequantize(np.asarray(t.data), t.tensor_type).astype(np.float32)
-    return out
+    def __init__(self, folder: Any, hessians: dict):
+        self.folder, self.hessians = folder, hessians
+
+    def graph(self, types: dict[str, str] | None = None, uniform: str | None = None):
+        """The quantized ModelProto: each MatMul weight (by initializer name) at its type."""
+        from slmkit.converters.onnx_graph import build_gpt2
+        from slmkit.converters.onnx_gptq import by_weight_name, compensate_graph, float_matmul_weights
+        from slmkit.converters.onnx_quantize import _int8_embeddings, _matmul_nbits
+
+        model = build_gpt2(self.folder, np.float32)
+        weights = float_matmul_weights(model)
+        types = types or {name: uniform for name in weights}
+        for bits in (4, 8):
+            chosen = [name for name, t in types.items() if t == f"int{bits}"]
+            model = _matmul_nbits(model, bits, chosen)
+        s = self.folder.shape
+        compensate_graph(model, weights, by_weight_name(self.hessians, s.n_layer, s.tie_word_embeddings))
+        _int8_embeddings(model)
+        return model
+
+    def uniform(self, kind: str) -> dict[str, tuple[str, np.ndarray]]:
+        from onnx import helper, numpy_helper
+
+        from slmkit.converters.gptq import Grid
+        from slmkit.converters.onnx_gptq import unpack, values
+
+        model = self.graph(uniform=kind)
+        inits = {t.name: t for t in model.graph.initializer}
+        out = {}
+        for node in model.graph.node:
+            if node.op_type != "MatMulNBits":
+                continue
+            a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+            bits, k, n = a["bits"], a["K"], a["N"]
+            scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(n, -1)
+            grid = Grid(scales, 2 ** (bits - 1) * scales, a["block_size"], 2 ** bits - 1)
+            name = node.input[1].removesuffix(f"_Q{bits}")
+            v = values(grid, unpack(numpy_helper.to_array(inits[node.input[1]]), bits, k))  # [out, in]
+            if name == "lm_head":
+                param = "lm_head.weight" if not self.folder.shape.tie_word_embeddings else "transformer.wte.weight"
+                out[name] = (param, v)
+            else:
+                out[name] = (f"transformer.{name}", v.T)  # HF Conv1D: [in, out]
+        return out
+
+    def build(self, dest: Path, types: dict[str, str]) -> None:
+        from slmkit.converters.onnx_graph import set_metadata
+        from slmkit.converters.onnx_quantize import _save
+
+        model = self.graph(types)
+        set_metadata(model, self.folder, {"precision": "mixed", "weights": "int4/int8 MatMulNBits by sensitivity",
+                                          "block_size": 32, "accuracy_level": 4, "embedding": "int8 blocks"})
+        _save(model, dest)
+
+    def open(self, path: Path) -> Any:
+        from slmkit.runtimes.onnxrt import OnnxRuntime
+
+        return OnnxRuntime(path, threads=None, checked=True)
 
 
-def sensitivities(source: Path, held: HeldOut, imatrix: Any, hessians: dict, scratch: Path, threads: int,
-                  log: Callable[[str], None]) -> tuple[dict[tuple[str, str], float], dict[str, int]]:
+def sensitivities(ladder: Any, held: HeldOut, log: Callable[[str], None]) -> tuple[dict[tuple[str, str], float],
+                                                                                    dict[str, int]]:
     """(tensor, type) -> mean held-out KL with only that tensor at that type; and each tensor's size."""
     t0 = time.time()
     kl: dict[tuple[str, str], float] = {}
     sizes: dict[str, int] = {}
-    for kind in LADDER:
-        path = scratch / f"uniform-{kind}.gguf"
-        uniform_file(source, path, kind, threads, imatrix, hessians)
-        for name, values in dequantized(path).items():
-            param, transposed = hf_param(name)
+    for kind in ladder.types:
+        for name, (param, values) in ladder.uniform(kind).items():
             sizes[name] = values.size
-            kl[(name, kind)] = held.kl_with(param, values.T if transposed else values)
-        path.unlink()
-    log(f"sensitivity: {len(sizes)} tensors x {len(LADDER)} types on {int(held.valid.sum())} held-out tokens "
+            kl[(name, kind)] = held.kl_with(param, values)
+    log(f"sensitivity: {len(sizes)} tensors x {len(ladder.types)} types on {int(held.valid.sum())} held-out tokens "
         f"({time.time() - t0:.1f}s)")
     return kl, sizes
 
 
-def choose(kl: dict[tuple[str, str], float], sizes: dict[str, int], budget: float) -> Recipe:
+def choose(kl: dict[tuple[str, str], float], sizes: dict[str, int], budget: float, ladder: Any) -> Recipe:
     """The greedy knapsack: cheapest types, then the best KL-per-byte upgrades until the sum fits ``budget``."""
+    types, bits = ladder.types, ladder.bits
     level = {name: 0 for name in sizes}
-    total = sum(kl[(n, LADDER[0])] for n in sizes)
+    total = sum(kl[(n, types[0])] for n in sizes)
     while total > budget:
         best, gain = None, 0.0
         for n, k in level.items():
-            if k + 1 < len(LADDER):
-                saved = kl[(n, LADDER[k])] - kl[(n, LADDER[k + 1])]
-                cost = sizes[n] * (BITS[LADDER[k + 1]] - BITS[LADDER[k]])
+            if k + 1 < len(types):
+                saved = kl[(n, types[k])] - kl[(n, types[k + 1])]
+                cost = sizes[n] * (bits[types[k + 1]] - bits[types[k]])
                 if saved / cost > gain or best is None:
                     best, gain = n, saved / cost
         if best is None:
             break
-        total += kl[(best, LADDER[level[best] + 1])] - kl[(best, LADDER[level[best]])]
+        total += kl[(best, types[level[best] + 1])] - kl[(best, types[level[best]])]
         level[best] += 1
-    return Recipe({n: LADDER[k] for n, k in level.items()}, total)
+    return Recipe({n: types[k] for n, k in level.items()}, total)
 
 
-def build(source: Path, dest: Path, types: dict[str, str], threads: int, imatrix: Any, hessians: dict) -> None:
-    """The artifact with ``types`` (tensor -> ggml type), importance-weighted and compensated."""
-    from slmkit.converters.gguf_quantize import quantize_gguf
-    from slmkit.converters.gptq import compensate
-
-    embd = types.get("token_embd.weight")
-    quantize_gguf(source, dest, "q4_k_m", threads, embd if embd != "q3_k" else None, imatrix=imatrix,
-                  tensor_types=types)
-    compensate(source, dest, hessians)
-
-
-def measured_kl(path: Path, reference: Any, texts: Sequence[str], threads: int) -> float:
-    """Mean KL of an artifact on ``texts``, run by llama.cpp, against the reference's logits (one text at a time:
-    a large vocabulary's log-probabilities for hundreds of texts do not fit in memory at once)."""
-    from slmkit.runtimes.llamacpp import LlamaCppRuntime
-
+def measured_kl(runtime: Any, reference: Any, texts: Sequence[str]) -> float:
+    """Mean KL of an artifact's runtime on ``texts`` against the reference's logits (one text at a time: a large
+    vocabulary's log-probabilities for hundreds of texts do not fit in memory at once)."""
     from slmkit.metrics import kl_divergence, log_softmax
 
     total, count = 0.0, 0
-    with LlamaCppRuntime(path, threads=threads or None) as rt:
-        for text in texts:
-            ids = reference.tokenize(text)[: reference.n_ctx]
-            if len(ids) < 2:
-                continue
-            ref = log_softmax(reference.score(ids)[:-1].astype(np.float64))
-            lp = log_softmax(rt.score(ids)[:-1, : ref.shape[1]])
-            total += float(kl_divergence(ref, lp).sum())
-            count += len(ids) - 1
+    for text in texts:
+        ids = reference.tokenize(text)[: reference.n_ctx]
+        if len(ids) < 2:
+            continue
+        ref = log_softmax(reference.score(ids)[:-1].astype(np.float64))
+        lp = log_softmax(runtime.score(ids)[:-1, : ref.shape[1]])
+        total += float(kl_divergence(ref, lp).sum())
+        count += len(ids) - 1
     return total / max(count, 1)
 
 
-def quantize_to_budget(source: Path, dest: Path, max_kl: float, reference: Any, held_texts: Sequence[str],
-                       imatrix: Any, hessians: dict, threads: int, log: Callable[[str], None],
-                       sens: tuple[dict, dict] | None = None) -> tuple[Recipe, tuple[dict, dict]]:
+def quantize_to_budget(ladder: Any, dest: Path, max_kl: float, reference: Any, held_texts: Sequence[str],
+                       log: Callable[[str], None], sens: tuple[dict, dict] | None = None
+                       ) -> tuple[Recipe, tuple[dict, dict]]:
     """Write the smallest artifact (by this search) whose held-out mean KL is at most ``max_kl``; returns its
     recipe and the sensitivities (to reuse for another budget)."""
-    step = max(1, len(held_texts) // SENSITIVITY_TEXTS)
-    held = HeldOut(reference, list(held_texts)[::step][:SENSITIVITY_TEXTS])
     if sens is None:
-        sens = sensitivities(source, held, imatrix, hessians, dest.parent, threads, log)
+        step = max(1, len(held_texts) // SENSITIVITY_TEXTS)
+        sens = sensitivities(ladder, HeldOut(reference, list(held_texts)[::step][:SENSITIVITY_TEXTS]), log)
     kl, sizes = sens
     budget = max_kl
+    top = ladder.types[-1]
     for attempt in range(TRIES):
-        recipe = choose(kl, sizes, budget)
-        build(source, dest, recipe.types, threads, imatrix, hessians)
-        recipe.measured_kl = measured_kl(dest, reference, held_texts, threads)
-        log(f"--max-kl {max_kl:g}: try {attempt + 1}: predicted {recipe.predicted_kl:.5f}, measured "
+        recipe = choose(kl, sizes, budget, ladder)
+        ladder.build(dest, recipe.types)
+        with ladder.open(dest) as rt:
+            recipe.measured_kl = measured_kl(rt, reference, held_texts)
+        log(f"--max-kl {max_kl:g} ({ladder.fmt}): try {attempt + 1}: predicted {recipe.predicted_kl:.5f}, measured "
             f"{recipe.measured_kl:.5f} on {len(held_texts)} held-out texts")
         if recipe.measured_kl <= max_kl:
             return recipe, sens
-        if all(t == LADDER[-1] for t in recipe.types.values()):
+        if all(t == top for t in recipe.types.values()):
             break
         budget *= 0.9 * max_kl / recipe.measured_kl
     dest.unlink(missing_ok=True)
-    largest = all(t == LADDER[-1] for t in recipe.types.values())
-    raise SlmkitError(f"--max-kl {max_kl:g} was not met: the best artifact measured mean KL {recipe.measured_kl:.5f} "
-                      f"on held-out texts{' with every tensor at ' + LADDER[-1] if largest else ''}")
+    largest = all(t == top for t in recipe.types.values())
+    raise SlmkitError(f"--max-kl {max_kl:g} was not met: the best {ladder.fmt} artifact measured mean KL "
+                      f"{recipe.measured_kl:.5f} on held-out texts{' with every tensor at ' + top if largest else ''}")

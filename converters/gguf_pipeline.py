@@ -61,17 +61,17 @@ def convert_gguf(folder: ModelFolder, quants: list[str], out: Path, threads: int
 def quantize_budgets(folder: ModelFolder, run: Conversion, threads: int, texts: list[str], log: Callable[[str], None],
                      importance: Importance) -> None:
     """One mixed-precision artifact per ``--max-kl`` budget (:mod:`slmkit.converters.budget`), checked and recorded."""
-    from slmkit.converters.budget import quantize_to_budget
+    from slmkit.converters.budget import GgufLadder, quantize_to_budget
     from slmkit.runtimes.llamacpp import LlamaCppRuntime
     from slmkit.runtimes.reference import ReferenceRuntime
 
     sens = None
+    ladder = GgufLadder(run.source, run.out, threads, importance.matrix, importance.matrix.hessians)
     with ReferenceRuntime(folder, threads=threads or None) as ref:
         for x in importance.max_kl:
             t0 = time.time()
             dest = run.out / f"{folder.name}-KL{x:g}.gguf"
-            recipe, sens = quantize_to_budget(run.source, dest, x, ref, importance.held_out, importance.matrix,
-                                              importance.matrix.hessians, threads, log, sens)
+            recipe, sens = quantize_to_budget(ladder, dest, x, ref, importance.held_out, log, sens)
             result = read_result(dest, "q4_k_m")
             run.landing.placed(dest)
             with LlamaCppRuntime(dest, threads=threads or None) as rt:

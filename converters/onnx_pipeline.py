@@ -51,6 +51,8 @@ def convert_onnx(folder: ModelFolder, precisions: list[str], out: Path, threads:
             if precision != "fp32":
                 write_one(folder, run, precision, int4, texts, threads, log,
                           importance if precision in CALIBRATED else None, hessians)
+        if importance.max_kl:
+            write_budgets(folder, run, texts, threads, log, importance)
     # every ONNX artifact the folder holds now (earlier runs' too), not only this run's
     listed = read_manifest(out).get("artifacts", {})
     target = write_genai_config(folder, out, {e["quant"]: name for name, e in listed.items()
@@ -102,6 +104,33 @@ def write_one(folder: ModelFolder, run: Conversion, precision: str, int4: Int4Op
     calibration = importance.record("onnx") if importance is not None and hessians else None
     record(folder, run, dest, precision, {**settings, "calibration": calibration,
                                           "checks": {"onnx_checker": checker, "cache_consistency": cache}}, t0, log)
+
+
+def write_budgets(folder: ModelFolder, run: Conversion, texts: list[str], threads: int, log: Callable[[str], None],
+                  importance: Importance) -> None:
+    """One mixed 4/8-bit artifact per ``--max-kl`` budget (:mod:`slmkit.converters.budget`), checked and recorded."""
+    from slmkit.converters.budget import OnnxLadder, quantize_to_budget
+    from slmkit.runtimes.onnxrt import OnnxRuntime
+    from slmkit.runtimes.reference import ReferenceRuntime
+
+    sens = None
+    ladder = OnnxLadder(folder, importance.ensure_matrix(folder, threads, log, hessians=True).hessians)
+    with ReferenceRuntime(folder, threads=threads or None) as ref:
+        for x in importance.max_kl:
+            t0 = time.time()
+            dest = run.out / f"{folder.name}-KL{x:g}.onnx"
+            recipe, sens = quantize_to_budget(ladder, dest, x, ref, importance.held_out, log, sens)
+            run.landing.placed(dest)
+            checker = onnx_checker(dest)
+            require("onnx_checker", checker, dest.name)
+            with OnnxRuntime(dest, threads=threads or None, checked=True) as rt:
+                cache = cache_consistency(rt, texts[:4], quantized=True)
+            require("cache_consistency", cache, dest.name)
+            summary = recipe.summary()
+            record(folder, run, dest, f"kl{x:g}", {"calibration": importance.record("onnx"), "budget": {
+                "max_kl": x, "held_out_texts": len(importance.held_out), **summary},
+                "checks": {"onnx_checker": checker, "cache_consistency": cache}}, t0, log)
+            log(f"{dest.name}: held-out mean KL {recipe.measured_kl:.5f} <= {x:g}; types {summary['type_counts']}")
 
 
 def record(folder: ModelFolder, run: Conversion, path: Path, precision: str, settings: dict, t0: float,

@@ -125,6 +125,22 @@ def _int4(model, opts: Int4Options):
     return model
 
 
+def _matmul_nbits(model, bits: int, weights: list[str], block_size: int = 32):
+    """The MatMuls whose weight initializer is one of ``weights`` as symmetric ``bits``-bit MatMulNBits blocks of
+    ``block_size`` along the input axis, int8 activations per block (accuracy level 4)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    wanted = set(weights)
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    if not any(n.input[1] in wanted for n in matmuls):
+        return model
+    others = [n.name for n in matmuls if n.input[1] not in wanted]  # onnxruntime 1.32 ignores nodes_to_include here
+    q = MatMulNBitsQuantizer(model, bits=bits, block_size=block_size, is_symmetric=True, accuracy_level=4,
+                             nodes_to_exclude=others, op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
+    q.process()
+    return q.model.model
+
+
 def _int8_weights(model, block_size: int = 32):
     """Every MatMul (the head too) as 8-bit symmetric blocks of ``block_size`` along its input axis, computed with
     int8 activations per block (accuracy level 4): float activations (level 0 or 1) have no fast kernel in

@@ -264,6 +264,26 @@ def test_matmulnbits_codes_unpack_and_pack_onnxruntimes_bytes_exactly(bits, k):
     assert (np.abs(values(grid, unpack(after, bits, k)) - w.T) <= 8 * step).all()
 
 
+def test_matmul_nbits_quantizes_exactly_the_weights_named():
+    """Mixed 4/8-bit graphs (``--max-kl`` for ONNX): each MatMul gets the bits asked for. With onnxruntime's
+    nodes_to_include, the 4-bit pass quantized every MatMul (shown failing before the nodes_to_exclude fix)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from slmkit.converters.onnx_quantize import _matmul_nbits
+
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(size=(64, 64)).astype(np.float32), f"w{i}") for i in range(3)]
+    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"y{i - 1}", f"w{i}"], [f"y{i}"], name=f"mm{i}")
+             for i in range(3)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model = _matmul_nbits(_matmul_nbits(model, 4, ["w0", "w2"]), 8, ["w1"])
+    bits = {n.input[1]: helper.get_attribute_value(next(a for a in n.attribute if a.name == "bits"))
+            for n in model.graph.node}
+    assert bits == {"w0_Q4": 4, "w1_Q8": 8, "w2_Q4": 4}, bits
+
+
 def test_bench_names_calibrated_artifacts_and_refuses_their_calibration_texts(tiny_demo, tmp_path):
     calib = tmp_path / "calib.txt"
     calib.write_text("\n".join(demo_texts()[:300]) + "\n")
@@ -287,8 +307,10 @@ def test_bench_names_calibrated_artifacts_and_refuses_their_calibration_texts(ti
 
 
 def test_max_kl_writes_the_smallest_mix_that_meets_the_budget_or_fails_naming_the_figure(tmp_path):
-    """A one-block model with K-quant rows: the budget artifact meets its held-out KL, is smaller than q8_0
-    everywhere, and an unreachable budget fails naming what was measured."""
+    """A one-block model with K-quant rows: the budget artifacts (GGUF and ONNX) meet their held-out KL, are
+    smaller than 8 bits everywhere, the ONNX file holds the bits its recipe chose per MatMul (onnxruntime's
+    quantizer ignored a node list once and quantized every MatMul at 4 bits: this failed), and an unreachable
+    budget fails naming what was measured."""
     import json
 
     from slmkit.synthetic import write_random_gpt2
@@ -297,14 +319,26 @@ def test_max_kl_writes_the_smallest_mix_that_meets_the_budget_or_fails_naming_th
     calib = tmp_path / "calib.txt"
     calib.write_text("\n".join(demo_texts()[:300]) + "\n")  # a fifth of the split: a quicker test
     out = tmp_path / "budget"
-    code, text = quantize(str(folder), "--calibration", str(calib), "--max-kl", "0.002", "--out", str(out))
-    assert code == 0 and "sensitivity: 5 tensors x 4 types" in text, text
+    code, text = quantize(str(folder), "--format", "gguf,onnx", "--calibration", str(calib), "--max-kl", "0.002",
+                          "--out", str(out))
+    assert code == 0 and "sensitivity: 5 tensors x 4 types" in text and "sensitivity: 5 tensors x 2 types" in text, text
     entry = json.loads((out / "manifest.json").read_text())["artifacts"][f"{folder.name}-KL0.002.gguf"]
     budget = entry["budget"]
     assert budget["max_kl"] == 0.002 and budget["measured_kl"] <= 0.002 and entry["quant"] == "kl0.002"
     assert set(budget["tensor_types_chosen"]) == {"token_embd.weight"} | {
         f"blk.0.{t}.weight" for t in ("attn_qkv", "attn_output", "ffn_up", "ffn_down")}
     assert entry["bits_per_weight"] < 8.5 and entry["calibration"]["method"] == "imatrix+gptq"
+    onnx_entry = json.loads((out / "manifest.json").read_text())["artifacts"][f"{folder.name}-KL0.002.onnx"]
+    chosen = onnx_entry["budget"]["tensor_types_chosen"]
+    assert onnx_entry["budget"]["measured_kl"] <= 0.002 and onnx_entry["calibration"]["method"] == "gptq"
+    assert set(chosen) == {"lm_head"} | {f"h.0.{m}.weight" for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(str(out / f"{folder.name}-KL0.002.onnx")).graph
+    bits = {n.input[1].rsplit("_Q", 1)[0]: helper.get_attribute_value(next(a for a in n.attribute if a.name == "bits"))
+            for n in graph.node if n.op_type == "MatMulNBits"}
+    assert bits == {name: int(t[3:]) for name, t in chosen.items()}, (bits, chosen)
     code, text = quantize(str(folder), "--calibration", str(calib), "--max-kl", "1e-9", "--out", str(tmp_path / "never"))
     assert code == 1 and "--max-kl 1e-09 was not met" in text and "measured mean KL" in text, text
     assert not list((tmp_path / "never").glob("*KL*.gguf"))

@@ -93,9 +93,10 @@ ONNX_ONLY = ("block_size", "accuracy_level", "head_bits")
               "compensation on llama.cpp's scales (same format and size); imatrix only weighs llama.cpp's rounding "
               "(onnx is always gptq).")
 @click.option("--max-kl", default=None,
-              help="gguf with --calibration: quality budgets (comma list): for each, the smallest mixed-precision "
-              "artifact (per-tensor q3_k..q8_0 by measured sensitivity) whose mean KL on held-out calibration texts "
-              "is at most it, written as <model>-KL<X>.gguf; fails naming the figure when it cannot be met.")
+              help="With --calibration: quality budgets (comma list): for each, the smallest mixed-precision "
+              "artifact of each --format (gguf: per-tensor q3_k..q8_0; onnx: 4- or 8-bit per MatMul; by measured "
+              "sensitivity) whose mean KL on held-out calibration texts is at most it, written as <model>-KL<X>.gguf "
+              "/ .onnx; fails naming the figure when it cannot be met.")
 @click.pass_context
 def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], quant: str | None, out: str | None,
              embedding_type: str | None, block_size: int, accuracy_level: int, head_bits: str, threads: int,
@@ -117,7 +118,7 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
     stray = [q for f, qs in wanted.items() if f not in fmts for q in qs] if quant not in (None, "all") else []
     if stray:
         raise SlmkitError(f"{', '.join(stray)}: not a type of --format {','.join(fmts)}")
-    empty = [f for f in fmts if not wanted[f] and not (f == "gguf" and max_kl is not None)]
+    empty = [f for f in fmts if not wanted[f] and max_kl is None]
     if empty:
         raise SlmkitError(f"--quant {quant} names no {' or '.join(empty)} type")
     embedding = {"gguf": embedding_type if embedding_type in EMBEDDING_TYPES else None,
@@ -135,11 +136,9 @@ def quantize(ctx: click.Context, model: str | None, formats: tuple[str, ...], qu
         raise SlmkitError("--calibration-method applies to --format gguf (onnx calibration is always gptq)")
     importance.method = calibration_method
     if max_kl is not None:
-        if "gguf" not in fmts:
-            raise SlmkitError("--max-kl chooses per-tensor llama.cpp types: it applies to --format gguf")
         budgets_for(importance, max_kl, folder, calibration_method)
         if quant is None:  # the budgets alone
-            wanted["gguf"] = []
+            wanted = {"gguf": [], "onnx": []}
     dest = Path(out) if out else Path("out") / folder.name
     for fmt in fmts:
         if fmt == "gguf":
