@@ -26,14 +26,25 @@ def _scatter(report: Report, path: Path, y_label: str, get_y, log_y: bool = Fals
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=color, label=label, markersize=7)
         for x, y, q in pts:
             ax.annotate(q, (x, y), textcoords="offset points", xytext=(5, -10 if fmt == "onnx" else 5), fontsize=8)
-    ax.set_xlabel("file size (MiB)")
+    _label(ax, "file size (MiB)", y_label, log_y)
+    ax.legend()
+    ax.set_title(f"{report['model']['name']}, profile {report['profile']['name']}, {report['profile']['threads']} threads",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def _label(ax, x_label: str, y_label: str, log_y: bool) -> None:
+    ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     if log_y:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"{report['model']['name']}, profile {report['profile']['name']}, {report['profile']['threads']} threads",
-                 fontsize=10)
+
+
+def _save(fig, path: Path) -> Path:
+    """The figure as a PNG at ``path``, atomically; the figure closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -84,16 +95,8 @@ def _frontier_plot(report: Report, path: Path) -> Path:
         if best:
             ax.plot([best[0]["bits_per_weight"]], [get(best[0])], "o", markersize=15, markerfacecolor="none",
                     color="tab:red", label="smallest passing check")
-        ax.set_xlabel("bits per weight (tensor data)")
-        ax.set_ylabel(label)
-        if log_y:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
+        _label(ax, "bits per weight (tensor data)", label, log_y)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{report['model']['name']}: size against drift (* calibrated), profile {report['profile']['name']}",
                  fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
