@@ -142,7 +142,7 @@ def check_report(report: dict, config: dict | None = None, flags: dict | None = 
             limit, value = limits.get(key), section.get(gate.metric)
             if limit is None or gate.metric in skipped:
                 continue
-            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not _finite_number(value):
                 why = "missing" if value is None else f"not a finite number ({value!r})"
                 violations.append(Violation(name, gate.metric, why, float(limit)))
                 continue
@@ -160,6 +160,10 @@ def check_report(report: dict, config: dict | None = None, flags: dict | None = 
         violations.extend(Violation(n, "missing", "absent from the report", "present in the baseline")
                           for n in old if n not in new)
     return violations, checked
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def unmeasured(report: dict) -> set[str]:
@@ -181,7 +185,7 @@ def comparable(report: dict, baseline: dict) -> None:
 def _baseline_value(name: str, old: dict, section: str, metric: str) -> float:
     """A baseline figure a change is measured against: positive and finite, or one clear error."""
     value = old.get(section, {}).get(metric)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if not _finite_number(value) or value <= 0:
         raise UnusableInput(f"the baseline's {name} has {section}.{metric} = {value!r}: a change cannot be measured "
                             "against it (re-run bench for the baseline)")
     return float(value)

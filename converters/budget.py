@@ -170,28 +170,17 @@ class OnnxLadder:
         return model
 
     def uniform(self, kind: str) -> dict[str, tuple[str, np.ndarray]]:
-        from onnx import helper, numpy_helper
-
-        from slmkit.converters.gptq import Grid
-        from slmkit.converters.onnx_gptq import unpack, values
+        from slmkit.converters.onnx_gptq import read_blocks
 
         model = self.graph(uniform=kind)
         inits = {t.name: t for t in model.graph.initializer}
         out = {}
-        for node in model.graph.node:
-            if node.op_type != "MatMulNBits":
-                continue
-            a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-            bits, k, n = a["bits"], a["K"], a["N"]
-            scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(n, -1)
-            grid = Grid(scales, 2 ** (bits - 1) * scales, a["block_size"], 2 ** bits - 1)
-            name = node.input[1].removesuffix(f"_Q{bits}")
-            v = values(grid, unpack(numpy_helper.to_array(inits[node.input[1]]), bits, k))  # [out, in]
-            if name == "lm_head":
+        for b in filter(None, (read_blocks(node, inits) for node in model.graph.node)):
+            if b.name == "lm_head":
                 param = "lm_head.weight" if not self.folder.shape.tie_word_embeddings else "transformer.wte.weight"
-                out[name] = (param, v)
+                out[b.name] = (param, b.values())
             else:
-                out[name] = (f"transformer.{name}", v.T)  # HF Conv1D: [in, out]
+                out[b.name] = (f"transformer.{b.name}", b.values().T)  # HF Conv1D: [in, out]
         return out
 
     def build(self, dest: Path, types: dict[str, str]) -> None:

@@ -155,8 +155,10 @@ FORMATS = {"Q4_K": Q4K, "Q4_0": Q40, "Q8_0": Q80, "Q6_K": Q6K}
 
 
 def dequantize(grid: Grid, codes: np.ndarray) -> np.ndarray:
-    s = np.repeat(grid.scale, grid.sub, axis=1)
-    o = np.repeat(grid.offset, grid.sub, axis=1)
+    """Values of ``codes`` [rows, k] on ``grid`` (a grid padded past k, as MatMulNBits pads its last block, is cut)."""
+    k = codes.shape[1]
+    s = np.repeat(grid.scale, grid.sub, axis=1)[:, :k]
+    o = np.repeat(grid.offset, grid.sub, axis=1)[:, :k]
     return s * codes.astype(np.float32) - o
 
 

@@ -9,10 +9,11 @@ scale * (code - 2^(bits-1)), codes packed low nibble first along the input axis 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from slmkit.converters.gptq import Grid, gptq_codes, output_error  # noqa: F401 - Grid is part of this API
+from slmkit.converters.gptq import Grid, dequantize, gptq_codes, output_error
 
 
 def by_weight_name(hessians: dict[str, np.ndarray], n_layer: int, tied: bool) -> dict[str, np.ndarray]:
@@ -25,13 +26,6 @@ def by_weight_name(hessians: dict[str, np.ndarray], n_layer: int, tied: bool) ->
         if tensor in hessians:
             out[name] = hessians[tensor]
     return out
-
-
-def values(grid: Grid, codes: np.ndarray) -> np.ndarray:
-    """Dequantized ``codes`` [rows, k] (a padded last block cut to k)."""
-    k = codes.shape[1]
-    s = np.repeat(grid.scale, grid.sub, axis=1)[:, :k]
-    return s * codes.astype(np.float32) - np.repeat(grid.offset, grid.sub, axis=1)[:, :k]
 
 
 def float_matmul_weights(model) -> dict[str, np.ndarray]:
@@ -65,35 +59,57 @@ def pack(blob: np.ndarray, codes: np.ndarray, bits: int) -> np.ndarray:
     return (pairs[..., 0] | (pairs[..., 1] << 4)).reshape(blob.shape)
 
 
+@dataclass(frozen=True)
+class Blocks:
+    """A symmetric MatMulNBits node's weight: the MatMul weight's name, bits, input width, packed codes and grid."""
+    name: str
+    bits: int
+    k: int
+    blob: np.ndarray
+    grid: Grid
+
+    def values(self) -> np.ndarray:
+        """The dequantized weight [out, in]."""
+        return dequantize(self.grid, unpack(self.blob, self.bits, self.k))
+
+
+def read_blocks(node, inits: dict) -> Blocks | None:
+    """The weight of a symmetric 4- or 8-bit MatMulNBits ``node`` (``inits``: initializers by name); None for other
+    nodes (a zero-point input: asymmetric)."""
+    from onnx import helper, numpy_helper
+
+    if node.op_type != "MatMulNBits" or (len(node.input) > 3 and node.input[3]):
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    bits, n = attrs["bits"], attrs["N"]
+    if bits not in (4, 8):
+        return None
+    scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(n, -1)
+    return Blocks(node.input[1].removesuffix(f"_Q{bits}"), bits, attrs["K"], numpy_helper.to_array(inits[node.input[1]]),
+                  Grid(scales, 2 ** (bits - 1) * scales, attrs["block_size"], 2 ** bits - 1))
+
+
 def compensate_graph(model, weights: dict[str, np.ndarray], hessians: dict[str, np.ndarray],
                      log: Callable[[str], None] = lambda _: None) -> dict[str, float]:
     """Rewrite, in place, every symmetric MatMulNBits of ``model`` whose float weight (``weights``, by the MatMul's
     initializer name) has a Hessian (``hessians``, same keys) with GPTQ codes on its own scales; a matrix keeps
     the quantizer's codes where they give the smaller output error. Returns weight name -> error after / before."""
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
     ratios: dict[str, float] = {}
     improved = 0
     for node in model.graph.node:
-        if node.op_type != "MatMulNBits" or (len(node.input) > 3 and node.input[3]):
+        b = read_blocks(node, inits)
+        if b is None or b.name not in weights or b.name not in hessians:
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        bits, block, k, n = attrs["bits"], attrs["block_size"], attrs["K"], attrs["N"]
-        name = node.input[1].removesuffix(f"_Q{bits}")
-        if name not in weights or name not in hessians or bits not in (4, 8):
-            continue
-        blob = numpy_helper.to_array(inits[node.input[1]])
-        scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(n, -1)
-        zero = 2 ** (bits - 1)
-        grid = Grid(scales, zero * scales, block, 2 ** bits - 1)
-        weight, h = weights[name].T, hessians[name]
-        codes = gptq_codes(weight, h, grid)
-        before = output_error(weight, values(grid, unpack(blob, bits, k)), h)
-        after = output_error(weight, values(grid, codes), h)
-        ratios[name] = after / before if before > 0 else 1.0
+        weight, h = weights[b.name].T, hessians[b.name]
+        codes = gptq_codes(weight, h, b.grid)
+        before = output_error(weight, b.values(), h)
+        after = output_error(weight, dequantize(b.grid, codes), h)
+        ratios[b.name] = after / before if before > 0 else 1.0
         if after < before:
-            inits[node.input[1]].CopyFrom(numpy_helper.from_array(pack(blob, codes, bits), node.input[1]))
+            inits[node.input[1]].CopyFrom(numpy_helper.from_array(pack(b.blob, codes, b.bits), node.input[1]))
             improved += 1
     log(f"error compensation: {improved} of {len(ratios)} matrices improved, output error x"
         f"{np.mean(list(ratios.values())) if ratios else 1:.2f} on average")

@@ -4,7 +4,7 @@ MatMul and embedding Gather), int4 (MatMulNBits).
 int8 and int4 store every MatMul as symmetric blocks of 32 values along its input axis and compute with int8
 activations per block (accuracy level 4); the embedding tables are int8 blocks of 32 with a float scale each,
 dequantized after the lookup. On the demo int8 measured KL 0.00013 where int8dyn (activations quantized per
-tensor, embeddings per tensor) measured 0.00083, at 0.95-0.99x its decode speed (RESULTS.md). With calibration
+tensor, embeddings per tensor) measured 0.00083, at 0.94-0.99x its decode speed (RESULTS.md). With calibration
 texts, both are error-compensated (:mod:`slmkit.converters.onnx_gptq`).
 
 int4 keeps the output head at 8 bits by default (an int4 head is known to cause repetition) and records
@@ -145,12 +145,7 @@ def _int8_weights(model, block_size: int = 32):
     """Every MatMul (the head too) as 8-bit symmetric blocks of ``block_size`` along its input axis, computed with
     int8 activations per block (accuracy level 4): float activations (level 0 or 1) have no fast kernel in
     onnxruntime 1.32 (18x slower decode on the demo, RESULTS.md)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    q = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4,
-                             op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
-    q.process()
-    return q.model.model
+    return _matmul_nbits(model, 8, [n.input[1] for n in model.graph.node if n.op_type == "MatMul"], block_size)
 
 
 def _int8_embeddings(model, block: int = 32) -> None:
@@ -238,6 +233,7 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
     if precision not in PRECISIONS:
         raise SlmkitError(f"unknown ONNX precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     settings: dict = {"precision": precision}
+    opts = int4 or Int4Options()
     model = build_gpt2(folder, np.float16 if precision == "fp16" else np.float32)
     weights = float_matmul_weights(model) if hessians and precision in ("int8", "int4") else {}
     if precision == "fp16":
@@ -249,7 +245,6 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
         model = _int8_weights(model)
         settings.update(weights="int8 MatMulNBits, symmetric", block_size=32, accuracy_level=4, embedding="int8 blocks")
     elif precision == "int4":
-        opts = int4 or Int4Options()
         opts.check(folder)
         model = _int4(model, opts)
         settings.update(weights="int4 MatMulNBits, symmetric", block_size=opts.block_size,
@@ -260,9 +255,9 @@ def write_precision(folder: ModelFolder, precision: str, dest: Path, int4: Int4O
         ratios = compensate_graph(model, weights, by_weight_name(hessians, s.n_layer, s.tie_word_embeddings))
         settings["compensation"] = {"matrices": len(ratios),
                                     "output_error_ratio": round(float(np.mean(list(ratios.values()))), 4)}
-    if precision == "int8" or (precision == "int4" and (int4 or Int4Options()).embedding == "int8"):
+    if precision == "int8" or (precision == "int4" and opts.embedding == "int8"):
         _int8_embeddings(model)
-    elif precision == "int4" and (int4 or Int4Options()).embedding == "shared":
+    elif precision == "int4" and opts.embedding == "shared":
         _share_embedding_with_head(model)
     set_metadata(model, folder, settings)
     settings.update(_save(model, dest))

@@ -237,7 +237,8 @@ def test_matmulnbits_codes_unpack_and_pack_onnxruntimes_bytes_exactly(bits, k):
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    from slmkit.converters.onnx_gptq import Grid, compensate_graph, pack, unpack, values
+    from slmkit.converters.gptq import Grid, dequantize
+    from slmkit.converters.onnx_gptq import compensate_graph, pack, unpack
 
     rng = np.random.default_rng(bits + k)
     n = 24
@@ -255,13 +256,13 @@ def test_matmulnbits_codes_unpack_and_pack_onnxruntimes_bytes_exactly(bits, k):
     codes = unpack(blob, bits, k)
     grid = Grid(scales, 2 ** (bits - 1) * scales, 32, 2 ** bits - 1)
     step = np.repeat(np.abs(scales), 32, axis=1)[:, :k]  # a block's extreme value may sit one step off the grid
-    assert (np.abs(values(grid, codes) - w.T) <= step + 1e-6).all()
+    assert (np.abs(dequantize(grid, codes) - w.T) <= step + 1e-6).all()
     assert np.array_equal(pack(blob, codes, bits), blob)
     x = rng.normal(size=(500, k))
     ratios = compensate_graph(model, {"w": w}, {"w": x.T @ x})
     assert ratios["w"] <= 1.0
     after = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}[f"w_Q{bits}"]
-    assert (np.abs(values(grid, unpack(after, bits, k)) - w.T) <= 8 * step).all()
+    assert (np.abs(dequantize(grid, unpack(after, bits, k)) - w.T) <= 8 * step).all()
 
 
 def test_matmul_nbits_quantizes_exactly_the_weights_named():
